@@ -1,0 +1,3 @@
+from hevar.cli import main
+
+main()

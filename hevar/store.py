@@ -1,0 +1,216 @@
+"""The run folder: the only module that reads and writes files.
+
+A run folder holds
+
+- ``manifest.json``  resolved configuration, argv, versions, seeds, times, attempts;
+- ``points/``        one ``.npz`` per finished work unit, written atomically as it finishes
+                     (this is what ``--resume`` reads back);
+- ``layers.csv``     one row per configuration and layer;
+- ``summary.csv``    one row per configuration;
+- ``theory.csv``     χ₁ on a fine σ_w²·N grid per (activation, σ_b²), for the stability figure;
+- ``plots/``         PNGs rendered from the CSVs alone.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a reader
+never sees a half-written file. Column names are a contract, documented in the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from hevar.errors import UsageError
+
+FORMAT_VERSION = 1
+
+KEY_COLUMNS = ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2")
+
+LAYER_COLUMNS = KEY_COLUMNS + (
+    "layer",
+    "n_seeds",
+    "q", "q_lo", "q_hi", "q_theory",
+    "q_tilde", "q_tilde_lo", "q_tilde_hi", "q_tilde_theory",
+    "grad_norm2", "grad_norm2_lo", "grad_norm2_hi", "grad_norm2_theory",
+    "log10_q", "log10_q_theory",
+    "log10_q_tilde", "log10_q_tilde_lo", "log10_q_tilde_hi", "log10_q_tilde_theory",
+    "log10_grad_norm2", "log10_grad_norm2_lo", "log10_grad_norm2_hi", "log10_grad_norm2_theory",
+)
+
+SUMMARY_COLUMNS = KEY_COLUMNS + (
+    "n_seeds",
+    "chi_hat", "chi_hat_se", "chi_theory", "chi1",
+    "fit_first_layer", "fit_last_layer",
+    "log10_q_tilde_ratio", "log10_q_tilde_ratio_theory",
+    "sigma_w2_n_crit", "critical_kind",
+    "status",
+)
+
+THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
+
+STRING_COLUMNS = frozenset({"activation", "critical_kind", "status"})
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return repr(v) if math.isfinite(v) else ""  # non-finite is "no value": empty cell
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``rows`` (dicts keyed by column) atomically; missing and non-finite values are empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row.get(c)) for c in columns])
+    write_atomic(Path(path), buf.getvalue().encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def read_table(path: Path, required: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Read a hevar CSV into columns: numeric columns as float arrays (empty cell → nan),
+    string columns as object arrays. Raises :class:`UsageError` if the file is missing,
+    unreadable, or lacks a ``required`` column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"The run folder is missing '{path.name}'. Expected it at {path}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"Cannot read '{path}': {exc}.") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UsageError(f"'{path}' is empty; expected a CSV header.") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UsageError(f"'{path}' is not a hevar table: missing column(s) {', '.join(missing)}.")
+    rows = list(reader)
+    if any(len(r) != len(header) for r in rows):
+        bad = next(i for i, r in enumerate(rows, start=2) if len(r) != len(header))
+        raise UsageError(f"'{path}' is malformed: line {bad} has the wrong number of fields.")
+    table: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        cells = [r[j] for r in rows]
+        if name in STRING_COLUMNS:
+            table[name] = np.array(cells, dtype=object)
+            continue
+        try:
+            table[name] = np.array([float(c) if c != "" else np.nan for c in cells], dtype=float)
+        except ValueError:
+            raise UsageError(f"'{path}' is malformed: column '{name}' has a non-numeric value.") from None
+    return table
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The (layers, summary, theory) tables of a run folder; theory is None if absent."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"The 'run_dir' parameter must be a hevar run folder. Got '{run_dir}' instead (not a folder).")
+    layers = read_table(run_dir / "layers.csv", LAYER_COLUMNS[:7] + ("q_tilde", "log10_q_tilde"))
+    summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
+    theory_path = run_dir / "theory.csv"
+    theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
+    return layers, summary, theory
+
+
+# --- run folders -------------------------------------------------------------------------------
+
+MANIFEST = "manifest.json"
+POINTS = "points"
+
+
+def default_run_dir(root: Path, label: str, now: str) -> Path:
+    """``root/<UTC time>-<label>``, made unique with a numeric suffix."""
+    stamp = now.replace(":", "").replace("-", "")[:15]
+    base = Path(root) / f"{stamp}-{label}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create ``path`` (and ``points/``) or fail with a UsageError if it cannot be written."""
+    path = Path(path)
+    try:
+        (path / POINTS).mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"The 'out' parameter must be a folder hevar can write. Got '{path}' instead ({exc.strerror})."
+        ) from None
+    return path
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"'{path}' is not a readable hevar manifest ({exc}).") from None
+
+
+def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    write_json(Path(run_dir) / MANIFEST, dict(manifest, format_version=FORMAT_VERSION))
+
+
+def save_point(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Persist one finished task atomically (``points/<key>.npz``)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(Path(run_dir) / POINTS / f"{key}.npz", buf.getvalue())
+
+
+def load_point(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
+    """A finished task's arrays, or None if it has not finished (or its file is damaged)."""
+    path = Path(run_dir) / POINTS / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
