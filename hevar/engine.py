@@ -221,6 +221,21 @@ def measure(
     return Measurement(log_q, log_qt, log_gn, log_dn, log_an, tuple(status))
 
 
+def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: str = "float64",
+                    weight_budget: int = 512 * 2**20) -> int:
+    """Peak bytes :func:`measure` needs for ``n_configs`` stacked configurations (an upper bound
+    within a few per cent): the stored φ'(zˡ), the kept weights, and the working arrays of one layer."""
+    item = np.dtype(dtype).itemsize
+    L = len(widths) - 1
+    cols = n_configs * batch
+    dphi = sum(widths[1:L]) * cols * item
+    weights = sum(widths[l] * widths[l + 1] for l in range(L)) * item
+    kept = weights if weights <= weight_budget else 0
+    largest = max(widths[l] * widths[l + 1] for l in range(L)) * item
+    work = 6 * max(widths) * cols * max(item, 8)  # z, φ(z), φ'(z), u and float64 reductions
+    return dphi + kept + largest + work
+
+
 def _log_mean_exp(a: Array) -> Array:
     """ln mean(exp(a)) along the last axis, without overflow."""
     top = np.max(a, axis=-1, keepdims=True)
