@@ -62,11 +62,16 @@ STRING_COLUMNS = frozenset({"activation", "critical_kind", "status"})
 # --- atomic writes -----------------------------------------------------------------------------
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -144,12 +149,17 @@ def read_table(path: Path, required: Sequence[str] = ()) -> dict[str, np.ndarray
 def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """The (layers, summary, theory) tables of a run folder; theory is None if absent."""
     run_dir = Path(run_dir)
+    what = "The 'run_dir' parameter must be a hevar run folder"
     if not run_dir.is_dir():
-        raise UsageError(f"The 'run_dir' parameter must be a hevar run folder. Got '{run_dir}' instead (not a folder).")
-    layers = read_table(run_dir / "layers.csv", LAYER_COLUMNS[:7] + ("q_tilde", "log10_q_tilde"))
-    summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
-    theory_path = run_dir / "theory.csv"
-    theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
+        reason = "no such folder" if not run_dir.exists() else "not a folder"
+        raise UsageError(f"{what}. Got '{run_dir}' instead ({reason}).", param="run_dir")
+    try:
+        layers = read_table(run_dir / "layers.csv", LAYER_COLUMNS[:7] + ("q_tilde", "log10_q_tilde"))
+        summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
+        theory_path = run_dir / "theory.csv"
+        theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
+    except UsageError as exc:
+        raise UsageError(f"{what}. Got '{run_dir}' instead: {exc}", param="run_dir") from None
     return layers, summary, theory
 
 
@@ -170,17 +180,40 @@ def default_run_dir(root: Path, label: str, now: str) -> Path:
     return path
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create ``path`` (and ``points/``) or fail with a UsageError if it cannot be written."""
+RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "plots"})
+
+
+def prepare_run_dir(path: Path, name: str = "out") -> Path:
+    """Create ``path`` (and ``points/``) or fail with a UsageError if it cannot be written.
+
+    An existing folder is taken only if it is a run folder or holds nothing but hevar's own files
+    (a run killed before its manifest), so a mistyped ``--out`` never scatters files into an
+    unrelated folder. On failure nothing this call created is left behind.
+    """
     path = Path(path)
+    if path.is_dir() and not (path / MANIFEST).exists():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
+        if foreign:
+            raise UsageError(
+                f"The '{name}' parameter must be a new folder, an empty one or a hevar run folder. Got '{path}' "
+                f"instead (it holds {', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}).", param=name
+            )
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         (path / POINTS).mkdir(parents=True, exist_ok=True)
+        missing.insert(0, path / POINTS)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        for created in missing:  # deepest first; only folders this call made, and only if empty
+            try:
+                created.rmdir()
+            except OSError:
+                pass
         raise UsageError(
-            f"The 'out' parameter must be a folder hevar can write. Got '{path}' instead ({exc.strerror})."
+            f"The '{name}' parameter must be a folder hevar can write. Got '{path}' instead ({exc.strerror or exc}).",
+            param=name,
         ) from None
     return path
 
@@ -190,9 +223,12 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"'{path}' is not a readable hevar manifest ({exc}).") from None
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"The run folder's manifest '{path}' is not a readable hevar manifest ({exc}).") from None
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("config"), dict)):
+        raise UsageError(f"The run folder's manifest '{path}' is not a hevar manifest (no 'config' table).")
+    return manifest
 
 
 def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:

@@ -1,0 +1,789 @@
+"""Figures of a run, rendered from its CSVs alone.
+
+:func:`render_run` reads ``layers.csv``, ``summary.csv`` and (if present) ``theory.csv`` through
+:func:`hevar.store.read_run` and writes PNGs into ``RUN_DIR/plots/``:
+
+- ``q_tilde.png``    q̃ˡ = E[(δˡ)²] against layer l, one curve per σ_w²·N, seed band, theory dashed;
+- ``grad_norm.png``  ‖∂J/∂Wˡ‖² against layer l, the same encoding;
+- ``stability.png``  the fitted per-layer factor χ̂ against σ_w²·N with the theory χ₁, the line χ = 1,
+                     the theory's stable point and the interpolated empirical crossing χ̂ = 1;
+- ``depth_map.png``  log₁₀(q̃¹/q̃ᴸ) over depth × σ_w²·N (only when several depths were swept).
+
+Every figure is faceted by the configuration keys the run varies (activation, depth, width, σ_b²);
+keys that are constant go into the figure title. Per-layer quantities are drawn from the ``log10_*``
+columns on a linear axis with decade labels (10ᵏ): at depth 2000 q̃ˡ overflows float64 and the linear
+column is empty, while its log₁₀ stays finite. A configuration whose ``status`` is not ``"ok"`` is drawn
+as far as it has finite values and listed in a note on its panel; it never stops the rendering.
+
+The ``plot_*`` functions take an :class:`~matplotlib.axes.Axes`, draw one facet and return the
+artists; the ``_figure_*`` helpers own the :class:`~matplotlib.figure.Figure` and :func:`render_run`
+owns the files. No pyplot state is used anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib import patheffects
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from hevar import store
+
+Table = dict[str, np.ndarray]
+
+DPI = 150
+CRITICAL_RTOL = 0.02  # a swept σ_w²·N within 2 % of the critical value is "the critical curve"
+
+# Okabe–Ito, yellow left out (too pale on white); used for single lines and series.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+# viridis without its palest yellow tail, so every curve stays visible on white.
+SEQUENTIAL_CMAP = mcolors.ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.88, 256)), "viridis_trunc")
+DIVERGING_CMAP = matplotlib.colormaps["RdBu_r"]  # ColorBrewer RdBu: colour-blind safe, white at 0
+
+# Sizes in points at the saved size; the smallest text is 10 pt.
+_RC = {
+    "font.size": 12,
+    "axes.titlesize": 12,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 10,
+    "figure.titlesize": 13,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+_NOTE_SIZE = 10
+
+S_LABEL = r"$\sigma_w^2 N$"
+LAYER_LABEL = r"layer $l$"
+QUANTITIES = {
+    # column stem: (y-axis label, what it is, file name)
+    "q_tilde": (r"$\tilde q^{\,l} = \mathrm{E}[(\delta^l)^2]$", "back-propagated error variance", "q_tilde.png"),
+    "grad_norm2": (r"$\|\partial J/\partial W^l\|^2$", "weight-gradient norm", "grad_norm.png"),
+}
+CONFIG_KEYS = ("activation", "depth", "width", "sigma_b2")
+
+
+# --- the empirical crossing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where the measured χ̂ crosses 1, interpolated between two swept σ_w²·N values."""
+
+    sigma_w2_n: float  # interpolated σ_w²·N at which χ̂ = 1
+    se: float  # its standard error (delta method, see empirical_crossing); nan without chi_hat_se
+    bracket: tuple[float, float]  # the two swept σ_w²·N values it lies between
+
+
+def empirical_crossing(
+    sigma_w2_n: Sequence[float],
+    chi_hat: Sequence[float],
+    chi_hat_se: Sequence[float] | None = None,
+    *,
+    near: float | None = None,
+    correlation: float = 1.0,
+) -> Crossing | None:
+    """The σ_w²·N where the measured per-layer factor χ̂ crosses 1, with its standard error.
+
+    Points are sorted by σ_w²·N (non-finite ones dropped) and χ̂ is interpolated linearly between
+    the two neighbours (s_a, χ_a), (s_b, χ_b) whose χ̂ − 1 change sign:
+
+        s* = s_a + (1 − χ_a)(s_b − s_a)/(χ_b − χ_a).
+
+    The uncertainty propagates ``chi_hat_se`` through this formula (delta method). With
+    d = χ_b − χ_a and Δs = s_b − s_a,
+
+        ∂s*/∂χ_a = Δs (1 − χ_b)/d²,    ∂s*/∂χ_b = −Δs (1 − χ_a)/d²,
+
+    both of the same sign, so a positive correlation ρ between the two fits only widens the error:
+    se² = g_a²σ_a² + g_b²σ_b² + 2ρ g_a g_b σ_a σ_b. The sweep evaluates every σ_w²·N on the same
+    random draws, so neighbouring fits are positively correlated; the default ρ = 1 is the
+    conservative end (the largest se for ρ in [0, 1]). The interpolation error itself (χ̂ is not
+    linear in σ_w²·N for every activation) is not included; for ReLU χ is exactly linear.
+
+    Parameters
+    ----------
+    sigma_w2_n, chi_hat : array-like, shape (K,)
+        Swept σ_w²·N values and the fitted χ̂ at each.
+    chi_hat_se : array-like, shape (K,), optional
+        Standard error of each χ̂; the result's ``se`` is nan without it.
+    near : float, optional
+        If χ̂ − 1 changes sign more than once (noise around a flat χ̂), return the crossing nearest
+        this value (e.g. the theory's stable point); otherwise the crossing at the smallest σ_w²·N.
+    correlation : float
+        ρ between the errors of the two bracketing χ̂.
+
+    Returns
+    -------
+    Crossing or None
+        None when χ̂ does not reach 1 inside the swept range.
+    """
+    s = np.asarray(sigma_w2_n, dtype=float)
+    chi = np.asarray(chi_hat, dtype=float)
+    se = np.full_like(s, np.nan) if chi_hat_se is None else np.asarray(chi_hat_se, dtype=float)
+    if not (s.shape == chi.shape == se.shape):
+        raise ValueError(f"sigma_w2_n, chi_hat and chi_hat_se must have one shape; got {s.shape}, {chi.shape}, {se.shape}.")
+    keep = np.isfinite(s) & np.isfinite(chi)
+    order = np.argsort(s[keep], kind="stable")
+    s, chi, se = s[keep][order], chi[keep][order], se[keep][order]
+
+    found: list[Crossing] = []
+    for a in range(len(s) - 1):
+        b = a + 1
+        da, db = chi[a] - 1.0, chi[b] - 1.0
+        if da * db > 0 or (da == 0 and db == 0) or s[a] == s[b]:
+            continue
+        ds, d = s[b] - s[a], chi[b] - chi[a]
+        value = s[a] + (1.0 - chi[a]) * ds / d
+        g_a, g_b = ds * (1.0 - chi[b]) / d**2, -ds * (1.0 - chi[a]) / d**2
+        var = (g_a * se[a]) ** 2 + (g_b * se[b]) ** 2 + 2 * correlation * g_a * g_b * se[a] * se[b]
+        crossing = Crossing(float(value), float(math.sqrt(max(var, 0.0))), (float(s[a]), float(s[b])))
+        if not any(abs(c.sigma_w2_n - crossing.sigma_w2_n) < 1e-12 for c in found):  # χ̂ = 1 at a swept point
+            found.append(crossing)
+    if not found:
+        return None
+    if near is not None and np.isfinite(near):
+        return min(found, key=lambda c: abs(c.sigma_w2_n - near))
+    return found[0]
+
+
+def critical_label(activation: str, sigma_w2_n_crit: float) -> str:
+    """How the critical value is named on a figure: 2/N for ReLU, its value otherwise."""
+    if not np.isfinite(sigma_w2_n_crit):
+        return "no critical " + S_LABEL
+    if str(activation) == "relu" and abs(sigma_w2_n_crit - 2.0) < 1e-9:
+        return r"$\sigma_w^2 = 2/N$ (critical)"
+    return rf"{S_LABEL} = {sigma_w2_n_crit:.3g} (critical)"
+
+
+def closest_swept(swept: Sequence[float], sigma_w2_n_crit: float, rtol: float = CRITICAL_RTOL) -> float | None:
+    """The swept σ_w²·N closest to the critical value, if within ``rtol`` of it; else None."""
+    swept = np.asarray(swept, dtype=float)
+    swept = swept[np.isfinite(swept)]
+    if not swept.size or not np.isfinite(sigma_w2_n_crit):
+        return None
+    best = swept[np.argmin(np.abs(swept - sigma_w2_n_crit))]
+    return float(best) if abs(best - sigma_w2_n_crit) <= rtol * abs(sigma_w2_n_crit) else None
+
+
+# --- table helpers ---------------------------------------------------------------------------------
+
+
+def _col(table: Table, name: str) -> np.ndarray:
+    """A column, or all-nan (all-empty for strings) when the file does not have it."""
+    if name in table:
+        return table[name]
+    n = len(next(iter(table.values()))) if table else 0
+    return np.full(n, "", dtype=object) if name in store.STRING_COLUMNS else np.full(n, np.nan)
+
+
+def _nrows(table: Table) -> int:
+    return len(next(iter(table.values()))) if table else 0
+
+
+def _subset(table: Table, mask: np.ndarray) -> Table:
+    return {k: v[mask] for k, v in table.items()}
+
+
+def _mask(table: Table, names: Sequence[str], key: tuple) -> np.ndarray:
+    mask = np.ones(_nrows(table), dtype=bool)
+    for name, value in zip(names, key):
+        column = _col(table, name)
+        mask &= (column == value) if column.dtype == object else np.isclose(column, value, rtol=1e-12, atol=0.0)
+    return mask
+
+
+def _keys(table: Table, names: Sequence[str]) -> list[tuple]:
+    """Distinct configuration keys (rows with a missing numeric key are left out), sorted."""
+    columns = [_col(table, n) for n in names]
+    found = set()
+    for row in zip(*columns):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in row):
+            continue
+        found.add(tuple(str(v) if isinstance(v, str) else float(v) for v in row))
+    return sorted(found)
+
+
+def _finite_unique(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.unique(values[np.isfinite(values)])
+
+
+def _activation_label(activation: str) -> str:
+    name, *params = str(activation).split(":")
+    pretty = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "tanh": "tanh", "linear": "linear"}.get(name, name)
+    return f"{pretty} ({', '.join(params)})" if params else pretty
+
+
+def _key_text(name: str, value) -> str:
+    if name == "activation":
+        return _activation_label(value)
+    if name == "depth":
+        return f"$L$ = {int(value)}"
+    if name == "width":
+        return f"$N$ = {int(value)}"
+    if name == "sigma_b2":
+        return rf"$\sigma_b^2$ = {value:g}"
+    return f"{name} = {value}"
+
+
+def _describe(names: Sequence[str], key: tuple) -> str:
+    return " · ".join(_key_text(n, v) for n, v in zip(names, key))
+
+
+def _split_keys(keys: list[tuple], names: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Indices of the key names that vary across ``keys`` and of those that are constant."""
+    varying = [i for i in range(len(names)) if len({k[i] for k in keys}) > 1]
+    return varying, [i for i in range(len(names)) if i not in varying]
+
+
+def _seeds_text(summary: Table, layers: Table | None = None) -> str:
+    n = _finite_unique(_col(summary, "n_seeds"))
+    if not n.size and layers is not None:
+        n = _finite_unique(_col(layers, "n_seeds"))
+    if not n.size:
+        return ""
+    lo, hi = int(n.min()), int(n.max())
+    return f"{lo} seeds" if lo == hi else f"{lo}–{hi} seeds"
+
+
+def _title(what: str, names: Sequence[str], keys: list[tuple], constant: list[int], seeds: str,
+           extra: Sequence[str] = ()) -> str:
+    """Two lines: what the figure shows, then the configuration keys that are the same in every panel."""
+    parts = ([_key_text(names[i], keys[0][i]) for i in constant] if keys else []) + list(extra)
+    if seeds:
+        parts.append(seeds)
+    return what + ("\n" + " · ".join(parts) if parts else "")
+
+
+def _grid(n: int, panel_size: tuple[float, float], extra: tuple[float, float] = (0.0, 0.0), ncols_max: int = 3):
+    ncols = min(n, ncols_max)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols + extra[0], panel_size[1] * nrows + extra[1]), layout="constrained", dpi=DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def _decade_axis(axis) -> None:
+    """Label a linear axis of log₁₀ values as decades 10ᵏ."""
+    axis.set_major_locator(MaxNLocator(nbins=7, integer=True, steps=[1, 2, 5, 10]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{int(round(v))}}}$"))
+
+
+def _status_notes(summary: Table) -> list[str]:
+    status = _col(summary, "status")
+    s = _col(summary, "sigma_w2_n")
+    notes = []
+    for value, text in sorted(zip(s, status), key=lambda p: p[0]):
+        if text not in ("ok", "") and text is not None:
+            notes.append(f"{S_LABEL} = {value:.3g}: {text}")
+    return notes
+
+
+# --- per-layer traces ------------------------------------------------------------------------------
+
+
+def plot_layer_traces(
+    ax: Axes,
+    layers: Table,
+    summary: Table,
+    quantity: str = "q_tilde",
+    *,
+    cmap: mcolors.Colormap = SEQUENTIAL_CMAP,
+    norm: mcolors.Normalize | None = None,
+) -> list[Artist]:
+    """Draw log₁₀ of a per-layer quantity against layer for one configuration.
+
+    One solid curve per swept σ_w²·N (mean over seeds, coloured by ``cmap(norm(σ_w²·N))``), the
+    16th–84th percentile band across seeds, the mean-field prediction dashed, and the curve at the
+    critical σ_w²·N (``sigma_w2_n_crit``) drawn thick with a black edge and labelled at its end.
+
+    Parameters
+    ----------
+    ax : Axes
+    layers, summary : dict of column arrays
+        Rows of ``layers.csv`` / ``summary.csv`` for one (activation, depth, width, σ_b²).
+    quantity : {"q_tilde", "grad_norm2"}
+        Draws ``log10_<quantity>``, ``_lo``, ``_hi`` and ``_theory``.
+    """
+    artists: list[Artist] = []
+    s_column = _col(layers, "sigma_w2_n")
+    swept = _finite_unique(s_column)
+    if not swept.size:
+        return artists
+    norm = norm or mcolors.Normalize(swept.min(), swept.max())
+    crit_values = _finite_unique(_col(summary, "sigma_w2_n_crit"))
+    s_crit = float(crit_values[0]) if crit_values.size else np.nan
+    emphasised = closest_swept(swept, s_crit)
+    activation = str(_col(layers, "activation")[0]) if _nrows(layers) else ""
+
+    y_all = []
+    critical_line = None
+    for s in swept:
+        rows = s_column == s
+        order = np.argsort(_col(layers, "layer")[rows])
+        layer = _col(layers, "layer")[rows][order]
+        y, lo, hi, theory = (_col(layers, f"log10_{quantity}{suffix}")[rows][order] for suffix in ("", "_lo", "_hi", "_theory"))
+        color = cmap(norm(s))
+        is_critical = emphasised is not None and s == emphasised
+        band_ok = np.isfinite(lo) & np.isfinite(hi)
+        if band_ok.any():
+            artists.append(ax.fill_between(layer, lo, hi, where=band_ok, color=color, alpha=0.22, lw=0, zorder=1))
+        if np.isfinite(y).any():
+            effects = [patheffects.Stroke(linewidth=5.0, foreground="black"), patheffects.Normal()] if is_critical else None
+            (line,) = ax.plot(layer, y, color=color, lw=3.0 if is_critical else 1.6, zorder=4 if is_critical else 2,
+                              path_effects=effects, solid_capstyle="butt")
+            artists.append(line)
+            if is_critical:
+                critical_line = line
+        if np.isfinite(theory).any():
+            (dashed,) = ax.plot(layer, theory, color="black", lw=1.0, ls=(0, (4, 3)), alpha=0.75, zorder=5)
+            artists.append(dashed)
+        y_all.extend(v[np.isfinite(v)] for v in (y, lo, hi, theory))
+
+    values = np.concatenate(y_all) if y_all else np.array([])
+    if values.size:
+        lo, hi = values.min(), values.max()
+        mid = 0.5 * (lo + hi)
+        lo, hi = min(lo, mid - 1.0), max(hi, mid + 1.0)  # at least two decades, so the ticks say something
+        pad = 0.06 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)
+    _decade_axis(ax.yaxis)
+    ax.set_xlabel(LAYER_LABEL)
+    ax.set_ylabel(QUANTITIES[quantity][0] if quantity in QUANTITIES else quantity)
+    ax.grid(True, color="0.9", lw=0.6, zorder=0)
+
+    # The critical curve's label and any status notes go in one in-panel legend placed where the
+    # curves are not ("best"): the curves all meet at l = L, so a fixed spot would cover them.
+    handles: list[Artist] = []
+    if critical_line is not None:
+        handles.append(Line2D([], [], color=critical_line.get_color(), lw=3.0, path_effects=critical_line.get_path_effects(),
+                              label=critical_label(activation, s_crit)))
+    elif np.isfinite(s_crit):
+        handles.append(Line2D([], [], ls="none", label=f"critical {S_LABEL} = {s_crit:.3g} not swept"))
+    notes = _status_notes(summary)
+    shown = notes[:3] + ([f"… and {len(notes) - 3} more"] if len(notes) > 3 else [])
+    handles += [Line2D([], [], ls="none", label=text) for text in shown]
+    if handles:
+        legend = ax.legend(handles=handles, loc="best", handlelength=2.2, framealpha=0.9, edgecolor="0.8")
+        for text in legend.get_texts()[len(handles) - len(shown):]:
+            text.set_color("#7a0000")
+        artists.append(legend)
+    return artists
+
+
+def _trace_legend_handles(quantity: str) -> list[Artist]:
+    return [
+        Line2D([], [], color="0.35", lw=1.6, label="measured, mean over seeds"),
+        Patch(color="0.35", alpha=0.25, lw=0, label="16th–84th percentile over seeds"),
+        Line2D([], [], color="black", lw=1.0, ls=(0, (4, 3)), label="mean-field theory"),
+    ]
+
+
+def _figure_traces(layers: Table, summary: Table, quantity: str) -> Figure | None:
+    if f"log10_{quantity}" not in layers or not np.isfinite(_col(layers, f"log10_{quantity}")).any():
+        return None
+    keys = _keys(layers, CONFIG_KEYS)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, CONFIG_KEYS)
+    swept = _finite_unique(_col(layers, "sigma_w2_n"))
+    norm = mcolors.Normalize(swept.min(), swept.max()) if swept.size > 1 else mcolors.Normalize(swept[0] - 1, swept[0] + 1)
+
+    panel = (7.0, 4.6) if len(keys) == 1 else (5.0, 3.7)
+    fig, axes = _grid(len(keys), panel, extra=(1.0, 1.0))
+    for ax, key in zip(axes, keys):
+        plot_layer_traces(ax, _subset(layers, _mask(layers, CONFIG_KEYS, key)),
+                          _subset(summary, _mask(summary, CONFIG_KEYS, key)), quantity, norm=norm)
+        if varying:
+            ax.set_title(_describe([CONFIG_KEYS[i] for i in varying], tuple(key[i] for i in varying)))
+    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=SEQUENTIAL_CMAP), ax=axes, shrink=0.9, aspect=30, pad=0.02)
+    colorbar.set_label(S_LABEL + "  (curve colour)")
+    for crit in _finite_unique(_col(summary, "sigma_w2_n_crit")):
+        if norm.vmin <= crit <= norm.vmax:
+            colorbar.ax.axhline(crit, color="black", lw=2.0)
+    fig.legend(handles=_trace_legend_handles(quantity), loc="outside lower center",
+               ncols=3 if fig.get_figwidth() >= 8 else 2, frameon=False)
+    what = {"q_tilde": r"Back-propagated error variance $\tilde q^{\,l}$ across layers",
+            "grad_norm2": r"Weight-gradient norm $\|\partial J/\partial W^l\|^2$ across layers"}.get(quantity, quantity)
+    fig.suptitle(_title(what, CONFIG_KEYS, keys, constant, _seeds_text(summary, layers)))
+    return fig
+
+
+# --- stability curve -------------------------------------------------------------------------------
+
+
+def plot_stability(ax: Axes, summary: Table, theory: Table | None = None, *, zoom: bool = True) -> list[Artist]:
+    """Draw χ̂ against σ_w²·N for one (activation, σ_b²), with theory, χ = 1 and both crossings.
+
+    Parameters
+    ----------
+    ax : Axes
+    summary : dict of column arrays
+        Rows of ``summary.csv`` for one activation and σ_b²; one series per (depth, width).
+    theory : dict of column arrays, optional
+        Rows of ``theory.csv`` for the same activation and σ_b² (χ₁ on a fine grid). Without it the
+        summary's ``chi1`` at the swept points is drawn instead.
+    zoom : bool
+        Add an inset magnifying the neighbourhood of χ = 1, where the crossings and their error
+        bars are too small to read at full scale.
+
+    The error bars are χ̂ ± 2·``chi_hat_se``; the empirical crossing is :func:`empirical_crossing`
+    with ±2 of its standard errors as a horizontal bar. Configurations whose status is not "ok"
+    are left out of the points and the crossing and listed in the legend.
+    """
+    artists: list[Artist] = []
+    s_all = _col(summary, "sigma_w2_n")
+    swept = _finite_unique(s_all)
+    if not swept.size:
+        return artists
+    span = swept.max() - swept.min() if swept.size > 1 else max(abs(swept[0]), 1.0)
+    x_lo, x_hi = swept.min() - 0.05 * span, swept.max() + 0.05 * span
+    crit_values = _finite_unique(_col(summary, "sigma_w2_n_crit"))
+    s_crit = float(crit_values[0]) if crit_values.size else np.nan
+    activation = str(_col(summary, "activation")[0])
+
+    # what to draw, gathered first so that the inset can draw the same
+    if theory is not None and _nrows(theory) and np.isfinite(theory["chi1"]).any():
+        inside = (theory["sigma_w2_n"] >= x_lo) & (theory["sigma_w2_n"] <= x_hi) & np.isfinite(theory["chi1"])
+        order = np.argsort(theory["sigma_w2_n"][inside])
+        theory_curve = (theory["sigma_w2_n"][inside][order], theory["chi1"][inside][order])
+        theory_style = dict(color="black", lw=1.6, label=r"theory $\chi_1(\sigma_w^2 N)$")
+    else:
+        chi1 = _col(summary, "chi1")
+        ok = np.isfinite(s_all) & np.isfinite(chi1)
+        pairs = sorted(set(zip(s_all[ok], chi1[ok])))
+        theory_curve = tuple(np.array(v) for v in zip(*pairs)) if pairs else (np.array([]), np.array([]))
+        theory_style = dict(color="black", lw=1.4, marker=".", ms=6, label=r"theory $\chi_1$ at swept points")
+
+    series = _keys(summary, ("depth", "width"))
+    series_varying, _ = _split_keys(series, ("depth", "width"))
+    chi_hat, chi_se, status = _col(summary, "chi_hat"), _col(summary, "chi_hat_se"), _col(summary, "status")
+    chi_fit_theory = _col(summary, "chi_theory")
+    # The fit applied to the mean-field trajectory differs from χ₁ where a short net has not reached
+    # the fixed point q* (e.g. tanh); only then is it worth its own marker.
+    chi1_col = _col(summary, "chi1")
+    both = np.isfinite(chi_fit_theory) & np.isfinite(chi1_col)
+    show_fit_theory = bool(both.any() and np.any(np.abs(chi_fit_theory[both] - chi1_col[both]) > 0.01 * np.abs(chi1_col[both])))
+    offsets = (np.arange(len(series)) - (len(series) - 1) / 2) * 0.006 * span  # keep overlapping bars apart
+    measured, notes, fit_theories = [], [], []
+    for colour, offset, (depth, width) in zip(_cycle(OKABE_ITO, len(series)), offsets, series):
+        rows = _mask(summary, ("depth", "width"), (depth, width))
+        order = np.argsort(s_all[rows])
+        s, chi, se, st = s_all[rows][order], chi_hat[rows][order], chi_se[rows][order], status[rows][order]
+        fit_theory = chi_fit_theory[rows][order]
+        ok = np.isfinite(s) & np.isfinite(chi) & ((st == "ok") | (st == ""))
+        name = ", ".join(_key_text(("depth", "width")[i], (depth, width)[i]) for i in series_varying)
+        bad = np.isfinite(s) & ~ok
+        notes += [f"{S_LABEL} = {v:.3g}{' (' + name + ')' if name else ''}: {t or 'no fit'}" for v, t in zip(s[bad], st[bad])]
+        measured.append((colour, offset, name, s[ok], chi[ok], se[ok], empirical_crossing(s[ok], chi[ok], se[ok], near=s_crit)))
+        fit_theories.append((colour, offset, s[np.isfinite(fit_theory)], fit_theory[np.isfinite(fit_theory)]))
+
+    def draw(target: Axes, labelled: bool, offset_scale: float = 1.0) -> list[Artist]:
+        label = (lambda text: text) if labelled else (lambda text: "_nolegend_")
+        drawn: list[Artist] = []
+        if theory_curve[0].size:
+            drawn += target.plot(*theory_curve, zorder=2, **{**theory_style, "label": label(theory_style["label"])})
+        drawn.append(target.axhline(1.0, color="0.45", lw=1.0, ls=":", zorder=1, label=label(r"$\chi = 1$")))
+        if np.isfinite(s_crit):
+            drawn.append(target.axvline(s_crit, color="black", lw=1.1, ls="--", zorder=1,
+                                        label=label(f"theory stable point {S_LABEL} = {s_crit:.3g}")))
+        if show_fit_theory:
+            for k, (colour, offset, s, fit) in enumerate(fit_theories):
+                drawn += target.plot(s + offset * offset_scale, fit, ls="none", marker="_", ms=16, mew=2.2, color="0.25",
+                                     zorder=4, label=label("mean-field trajectory, same fit") if k == 0 else "_nolegend_")
+        for colour, offset, name, s, chi, se, crossing in measured:
+            if s.size:
+                drawn.append(target.errorbar(s + offset * offset_scale, chi, yerr=2 * np.nan_to_num(se, nan=0.0), fmt="o", color=colour,
+                                             ms=5, capsize=3, elinewidth=1.3, zorder=3,
+                                             label=label(r"measured $\hat\chi \pm 2\,$s.e." + (f" ({name})" if name else ""))))
+            if crossing is not None:
+                has_se = np.isfinite(crossing.se)
+                value, pm = f"{crossing.sigma_w2_n:.3f}", ""
+                if has_se and crossing.se > 0:
+                    decimals = max(0, 1 - math.floor(math.log10(2 * crossing.se)))
+                    value, pm = f"{crossing.sigma_w2_n:.{decimals}f}", f" ± {2 * crossing.se:.{decimals}f} (2 s.e.)"
+                drawn.append(target.errorbar(crossing.sigma_w2_n, 1.0, xerr=2 * crossing.se if has_se else None, fmt="D",
+                                             color=colour, mec="black", mew=1.0, ms=8, capsize=4, elinewidth=2.0, zorder=6,
+                                             label=label(rf"$\hat\chi = 1$ at {S_LABEL} = {value}{pm}")))
+        target.grid(True, color="0.9", lw=0.6, zorder=0)
+        return drawn
+
+    artists += draw(ax, labelled=True)
+    if np.isfinite(s_crit):
+        text = "2/N" if activation == "relu" and abs(s_crit - 2.0) < 1e-9 else f"{s_crit:.3g}"
+        artists.append(ax.annotate(text, xy=(s_crit, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -4),
+                                   textcoords="offset points", ha="left", va="top", fontsize=_NOTE_SIZE + 1,
+                                   fontweight="bold"))
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_xlabel(S_LABEL)
+    ax.set_ylabel(r"per-layer factor $\chi$  ($\tilde q^{\,l} = \chi\,\tilde q^{\,l+1}$)")
+
+    crossings = [m[-1] for m in measured if m[-1] is not None]
+    if zoom and crossings:
+        inset = _stability_inset(ax, draw, crossings, s_crit, theory_curve, measured, span)
+        if inset is not None:
+            artists.append(inset)
+
+    # Outside the axes: inside, a legend would cover the crossing, which is what the figure is for.
+    handles, _ = ax.get_legend_handles_labels()
+    shown = notes[:4] + ([f"… and {len(notes) - 4} more"] if len(notes) > 4 else [])
+    if shown:
+        handles.append(Line2D([], [], ls="none", label="not ok, left out:"))
+        handles += [Line2D([], [], ls="none", label=text) for text in shown]
+    legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, handlelength=2.0)
+    if shown:
+        for text in legend.get_texts()[-len(shown) - 1:]:
+            text.set_color("#7a0000")
+    artists.append(legend)
+    return artists
+
+
+def _stability_inset(ax: Axes, draw, crossings: list[Crossing], s_crit: float, theory_curve, measured, span: float):
+    """A magnified view of χ = 1 around the crossings, in the corner the curve leaves empty."""
+    centres = [c.sigma_w2_n for c in crossings] + ([s_crit] if np.isfinite(s_crit) else [])
+    half = max([6 * c.se for c in crossings if np.isfinite(c.se)] + [0.03 * span])
+    x0, x1 = min(centres) - half, max(centres) + half
+    if x1 - x0 > 0.25 * span:  # the crossings and their error bars already read at full scale
+        return None
+    ys = [1.0]
+    s_th, chi_th = theory_curve
+    if s_th.size:
+        ys += list(chi_th[(s_th >= x0) & (s_th <= x1)])
+    for _, _, _, s, chi, se, _ in measured:
+        near = (s >= x0) & (s <= x1)
+        ys += list(chi[near] + 2 * np.nan_to_num(se[near])) + list(chi[near] - 2 * np.nan_to_num(se[near]))
+    ys = np.array([y for y in ys if np.isfinite(y)])
+    y_pad = max(0.15 * (ys.max() - ys.min()), 0.01)
+    # an increasing χ leaves the lower right empty, a decreasing one the upper right
+    rising = True
+    if s_th.size > 1:
+        rising = np.interp(x1, s_th, chi_th) >= np.interp(x0, s_th, chi_th)
+    bounds = [0.62, 0.14, 0.36, 0.40] if rising else [0.62, 0.56, 0.36, 0.40]  # clear of the main tick labels
+    inset = ax.inset_axes(bounds)
+    draw(inset, labelled=False, offset_scale=(x1 - x0) / (1.1 * span))
+    inset.set_xlim(x0, x1)
+    inset.set_ylim(ys.min() - y_pad, ys.max() + y_pad)
+    inset.tick_params(labelsize=_NOTE_SIZE)
+    inset.set_facecolor("white")
+    for spine in ("top", "right"):
+        inset.spines[spine].set_visible(True)
+    ax.indicate_inset_zoom(inset, edgecolor="0.4")
+    return inset
+
+
+def _cycle(palette: Sequence[str], n: int) -> list[str]:
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+def _figure_stability(summary: Table, theory: Table | None) -> Figure | None:
+    if not np.isfinite(_col(summary, "chi_hat")).any():
+        return None
+    names = ("activation", "sigma_b2")
+    keys = _keys(summary, names)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, names)
+    fig, axes = _grid(len(keys), (11.0, 4.8), ncols_max=1)
+    for ax, key in zip(axes, keys):
+        theory_rows = None
+        if theory is not None:
+            theory_rows = _subset(theory, (theory["activation"] == key[0]) & np.isclose(theory["sigma_b2"], key[1]))
+        plot_stability(ax, _subset(summary, _mask(summary, names, key)), theory_rows)
+        if varying:
+            ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)))
+    depth_width = _keys(summary, ("depth", "width"))
+    _, fixed = _split_keys(depth_width, ("depth", "width"))
+    extra = [_key_text(("depth", "width")[i], depth_width[0][i]) for i in fixed]
+    fig.suptitle(_title(r"Stability: fitted per-layer factor $\hat\chi$ against $\sigma_w^2 N$", names, keys, constant,
+                        _seeds_text(summary), extra))
+    return fig
+
+
+# --- depth map -------------------------------------------------------------------------------------
+
+
+def depth_map_norm(values: np.ndarray) -> mcolors.Normalize:
+    """A diverging norm centred at 0: linear up to ±20, symmetric-log beyond (ratios of 10²⁰⁰ happen)."""
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    vmax = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    if vmax <= 20:
+        return mcolors.Normalize(-vmax, vmax)
+    return mcolors.SymLogNorm(linthresh=1.0, linscale=0.5, vmin=-vmax, vmax=vmax, base=10)
+
+
+def _depth_map_ticks(norm: mcolors.Normalize) -> list[float]:
+    if not isinstance(norm, mcolors.SymLogNorm):
+        return list(MaxNLocator(nbins=8, symmetric=True).tick_values(norm.vmin, norm.vmax))
+    decades = [10.0**k for k in range(0, int(math.log10(norm.vmax)) + 1)]
+    return [-d for d in reversed(decades)] + [0.0] + decades
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", "\u2212")
+
+
+def plot_depth_map(
+    ax: Axes,
+    summary: Table,
+    *,
+    cmap: mcolors.Colormap = DIVERGING_CMAP,
+    norm: mcolors.Normalize | None = None,
+    annotate: bool | None = None,
+) -> list[Artist]:
+    """Draw log₁₀(q̃¹/q̃ᴸ) over depth (rows) × σ_w²·N (columns) for one (activation, width, σ_b²).
+
+    Positive (red) means the error grows toward the input (exploding gradients), negative (blue)
+    that it shrinks (vanishing). Rows and columns are equally spaced (one per swept value, labelled
+    with it). The critical σ_w²·N is outlined when it was swept, else a dashed line at its
+    interpolated position. Cells with no value are grey, configurations whose status is not "ok"
+    are hatched. With ``annotate`` (default: at most 14 columns and 120 cells) each cell shows its value.
+    """
+    artists: list[Artist] = []
+    s_col, depth_col = _col(summary, "sigma_w2_n"), _col(summary, "depth")
+    value_col, status = _col(summary, "log10_q_tilde_ratio"), _col(summary, "status")
+    swept, depths = _finite_unique(s_col), _finite_unique(depth_col)
+    if not swept.size or not depths.size:
+        return artists
+    grid = np.full((depths.size, swept.size), np.nan)
+    not_ok = np.zeros_like(grid, dtype=bool)
+    for d, s, v, st in zip(depth_col, s_col, value_col, status):
+        if np.isfinite(d) and np.isfinite(s):
+            i, j = np.searchsorted(depths, d), np.searchsorted(swept, s)
+            grid[i, j] = v
+            not_ok[i, j] = st not in ("ok", "")
+    norm = norm or depth_map_norm(grid)
+    cmap = cmap.with_extremes(bad="0.85")
+    x_edges, y_edges = np.arange(swept.size + 1) - 0.5, np.arange(depths.size + 1) - 0.5
+    mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap=cmap, norm=norm, edgecolors="white", lw=1.0)
+    artists.append(mesh)
+    for i, j in zip(*np.nonzero(not_ok)):
+        artists.append(ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, hatch="///", ec="0.25", lw=0)))
+    if annotate is None:
+        annotate = swept.size <= 14 and grid.size <= 120
+    if annotate:
+        for i, j in np.ndindex(grid.shape):
+            v = grid[i, j]
+            if not np.isfinite(v):
+                continue
+            r, g, b, _ = cmap(norm(v))
+            ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "black"
+            text = f"{v:.1f}" if abs(v) < 9.95 else f"{v:.0f}"
+            text = text.lstrip("-") if float(text) == 0 else text  # no "−0.0"
+            artists.append(ax.text(j, i, _minus(text), ha="center", va="center", fontsize=_NOTE_SIZE, color=ink))
+    activation = str(_col(summary, "activation")[0])
+    for crit in _finite_unique(_col(summary, "sigma_w2_n_crit")):
+        name = "2/N" if activation == "relu" and abs(crit - 2.0) < 1e-9 else f"{crit:.3g}"
+        hit = closest_swept(swept, crit)
+        if hit is not None:
+            j = int(np.searchsorted(swept, hit))
+            artists.append(ax.add_patch(Rectangle((j - 0.5, -0.5), 1.0, depths.size, fill=False, ec="black", lw=2.5,
+                                                  zorder=4, clip_on=False)))
+            x = j
+        elif swept.min() <= crit <= swept.max():
+            x = float(np.interp(crit, swept, np.arange(swept.size)))
+            artists.append(ax.axvline(x, color="black", lw=2.0, ls="--", zorder=4))
+        else:
+            continue
+        artists.append(ax.annotate(f"critical {name}", xy=(x, 1.0), xycoords=("data", "axes fraction"),
+                                   xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
+                                   fontsize=_NOTE_SIZE + 1, fontweight="bold"))
+    ax.set_yticks(np.arange(depths.size), [str(int(d)) for d in depths])
+    ax.set_xticks(np.arange(swept.size), [f"{s:g}" for s in swept], rotation=45 if swept.size > 12 else 0)
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    ax.tick_params(length=0)
+    ax.set_xlabel(S_LABEL)
+    ax.set_ylabel(r"depth $L$")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return artists
+
+
+def _figure_depth_map(summary: Table) -> Figure | None:
+    names = ("activation", "width", "sigma_b2")
+    keys = [k for k in _keys(summary, names)
+            if _finite_unique(_col(summary, "depth")[_mask(summary, names, k)]).size > 1]
+    if not keys or not np.isfinite(_col(summary, "log10_q_tilde_ratio")).any():
+        return None
+    varying, constant = _split_keys(keys, names)
+    norm = depth_map_norm(_col(summary, "log10_q_tilde_ratio"))
+    n_s = max(_finite_unique(_col(summary, "sigma_w2_n")).size, 4)
+    n_depths = max(_finite_unique(_col(summary, "depth")).size, 2)
+    fig, axes = _grid(len(keys), (min(0.75 * n_s + 1.2, 12.0), 0.55 * n_depths + 1.8), extra=(1.6, 0.5), ncols_max=1)
+    for ax, key in zip(axes, keys):
+        plot_depth_map(ax, _subset(summary, _mask(summary, names, key)), norm=norm)
+        if varying:
+            ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)), pad=26)
+    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=DIVERGING_CMAP), ax=axes, aspect=15, pad=0.02,
+                            ticks=_depth_map_ticks(norm))
+    colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _minus(f"{v:g}")))
+    colorbar.set_label(r"$\log_{10}(\tilde q^{\,1}/\tilde q^{\,L})$" + "\n> 0: error grows toward the input")
+    status = np.asarray(_col(summary, "status"), dtype=object)
+    if ((status != "ok") & (status != "")).any():
+        fig.text(0.01, 0.005, "hatched: status not ok · grey: no value", fontsize=_NOTE_SIZE, ha="left", va="bottom")
+    fig.suptitle(_title(r"Error growth through the net: $\log_{10}(\tilde q^{\,1}/\tilde q^{\,L})$", names, keys,
+                        constant, _seeds_text(summary)))
+    return fig
+
+
+# --- the run folder --------------------------------------------------------------------------------
+
+FIGURES = ("q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png")
+
+
+def render_run(run_dir: Path) -> list[Path]:
+    """Render the figures of a run folder from its CSVs into ``RUN_DIR/plots/``.
+
+    Each PNG is written atomically (temporary name in the same folder, then renamed). A figure with
+    nothing to show (no finite values, a single depth for the depth map) is skipped.
+
+    Returns
+    -------
+    list of Path
+        The files written, in the order of :data:`FIGURES`.
+
+    Raises
+    ------
+    hevar.errors.UsageError
+        If the folder or one of its CSVs is missing or malformed (from :func:`hevar.store.read_run`).
+    """
+    run_dir = Path(run_dir)
+    layers, summary, theory = store.read_run(run_dir)
+    builders = {
+        "q_tilde.png": lambda: _figure_traces(layers, summary, "q_tilde"),
+        "grad_norm.png": lambda: _figure_traces(layers, summary, "grad_norm2"),
+        "stability.png": lambda: _figure_stability(summary, theory),
+        "depth_map.png": lambda: _figure_depth_map(summary),
+    }
+    written: list[Path] = []
+    out = run_dir / "plots"
+    with matplotlib.rc_context(_RC):
+        for name in FIGURES:
+            fig = builders[name]()
+            if fig is None:
+                continue
+            buffer = io.BytesIO()
+            # constrained layout places everything; the tight box only guards against a long title
+            fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
+            out.mkdir(exist_ok=True)
+            store.write_atomic(out / name, buffer.getvalue())
+            written.append(out / name)
+    return written
