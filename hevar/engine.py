@@ -17,21 +17,31 @@ How it is computed
 - **Common random numbers.** Each weight matrix is σ_{w,l}·Gˡ with Gˡ a standard-normal matrix
   drawn from a stream keyed by (seed index, layer, shape) — see :class:`Streams`. All K
   configurations of a σ_w² / σ_b² grid share Gˡ, x, g and the standard-normal bias vectors, so they
-  are stacked side by side into one product Gˡ·[H₁ … H_K] per layer.
-- **Logarithmic scale.** δ is renormalised every layer and its scale carried as a logarithm (the
-  backward pass is linear in δ), so q̃ˡ is exact at any depth. For positively homogeneous φ
-  (relu, leaky_relu, linear) the forward pass is rescaled the same way, since φ(cz) = c·φ(z).
-  Other activations run unscaled; a configuration whose forward pass overflows the dtype stops
-  there and is reported as ``overflow at layer l``.
-- **Memory.** Only φ'(zˡ) (L × N × K·B) is kept for the backward pass; the Gˡ are kept while they
-  fit in ``weight_budget`` bytes and regenerated from their streams otherwise.
+  are stacked side by side into one product Gˡ·[H₁ … H_K] per layer (N × K·B columns).
+- **Logarithmic scale.** The backward pass is linear in δ, so δ is stored up to a per-configuration
+  factor carried as a logarithm, and q̃ˡ is exact at any depth. For positively homogeneous φ
+  (relu, leaky_relu, linear) the forward pass is carried the same way, since φ(cz) = c·φ(z).
+  The stored arrays are renormalised only when their scale leaves a safe band (e^±10 in float32,
+  e^±100 in float64), which keeps squares far from overflow and from subnormals while saving a
+  pass over the array on most layers. Other activations run unscaled; a configuration whose
+  forward pass overflows the dtype stops there and is reported as ``overflow at layer l``.
+- **What each layer costs.** Two matrix products (4·N²·K·B flops), one draw of N² normals, and a
+  handful of elementwise passes over N × K·B arrays, all into preallocated buffers. φ'(zˡ) is kept
+  for the backward pass in the most compact form the activation allows (:class:`_Pointwise`): one
+  byte per entry for relu and leaky_relu (a sign mask), nothing for linear, a full array otherwise.
+- **Memory.** The Gˡ needed by the backward pass (l ≥ 2) are kept while they fit in
+  ``weight_budget`` bytes and regenerated from their streams otherwise (same numbers, one more
+  draw). The K configurations run in chunks small enough that the whole pass fits in
+  ``memory_budget`` bytes; :func:`memory_estimate` gives the peak of either.
 
 Everything here is pure: no files, no printing, randomness only from the :class:`Streams` passed in.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +50,12 @@ from hevar.activations import Activation
 Array = np.ndarray
 
 _WEIGHTS, _BIAS, _INPUT, _READOUT = 0, 1, 2, 3
+
+DEFAULT_WEIGHT_BUDGET = 512 * 2**20  # bytes of standard-normal weight matrices kept for the backward pass
+DEFAULT_MEMORY_BUDGET = 1024 * 2**20  # bytes one call of measure() may allocate at its peak
+
+# Half-width of the band of ln(mean square) a stored array may drift in before it is renormalised.
+_RESCALE_BAND = {np.dtype(np.float32): 20.0, np.dtype(np.float64): 200.0}
 
 
 @dataclass(frozen=True)
@@ -50,18 +66,25 @@ class Streams:
     layer and shape in the key, so a number depends only on the seed and the identity of what it is
     — not on the order of work, the number of workers, or the rest of the sweep. Nets of different
     depth share their first layers; every σ_w², σ_b² and activation shares the same draws.
+    ``out``, where given, is filled in place with the same numbers (C order) and returned.
     """
 
     base_seed: int  # the run's --seed
     seed_index: int  # 0 .. seeds-1
 
-    def _normal(self, key: tuple[int, ...], shape: tuple[int, ...], dtype: np.dtype) -> Array:
+    def _normal(self, key: tuple[int, ...], shape: tuple[int, ...], dtype: np.dtype,
+                out: Array | None = None) -> Array:
         seq = np.random.SeedSequence(self.base_seed, spawn_key=(self.seed_index, *key))
-        return np.random.default_rng(seq).standard_normal(shape, dtype=dtype)
+        rng = np.random.default_rng(seq)
+        if out is None:
+            return rng.standard_normal(shape, dtype=dtype)
+        if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}")
+        return rng.standard_normal(dtype=dtype, out=out)
 
-    def weights(self, layer: int, n_out: int, n_in: int, dtype: np.dtype) -> Array:
+    def weights(self, layer: int, n_out: int, n_in: int, dtype: np.dtype, out: Array | None = None) -> Array:
         """Standard-normal Gˡ of shape (n_out, n_in)."""
-        return self._normal((_WEIGHTS, layer, n_out, n_in), (n_out, n_in), dtype)
+        return self._normal((_WEIGHTS, layer, n_out, n_in), (n_out, n_in), dtype, out)
 
     def bias(self, layer: int, n: int, dtype: np.dtype) -> Array:
         """Standard-normal bias direction of layer ``layer``, shape (n,)."""
@@ -92,6 +115,184 @@ class Measurement:
     status: tuple[str, ...]  # per configuration: "ok", "overflow at layer l", "underflow at layer l"
 
 
+# --- pointwise kernels ------------------------------------------------------------------------------
+
+
+class _Pointwise:
+    """φ applied into a buffer, and φ'(z) kept in its most compact form for the backward pass.
+
+    What is kept: a bool sign mask for relu and leaky_relu, nothing for linear, a ``dt`` array
+    otherwise (tanh computes 1 − tanh² from φ(z) instead of a second tanh). The specialised kernels are
+    chosen by ``act.name`` from :data:`_KERNELS` and used only if they reproduce ``act.phi`` and
+    ``act.dphi`` exactly on a probe (a renamed or redefined activation falls back to the generic
+    kernel, which calls the activation's own functions).
+    """
+
+    def __init__(self, act: Activation, dt: np.dtype):
+        self.act, self.dt = act, dt
+        family, _, param = act.name.partition(":")
+        self.kind = family if family in _KERNELS and self._probe(family, param) else "generic"
+        self.slope = dt.type(float(param)) if self.kind == "leaky_relu" else None
+
+    def _probe(self, family: str, param: str) -> bool:
+        z = np.array([-3.0, -1.0, -0.25, 0.0, 0.5, 1.0, 2.5], dtype=self.dt)
+        try:
+            slope = self.dt.type(float(param)) if family == "leaky_relu" else None
+        except ValueError:
+            return False
+        phi, dphi = _KERNELS[family](z, slope)
+        return (np.array_equal(np.asarray(self.act.phi(z)), phi)
+                and np.array_equal(np.asarray(self.act.dphi(z)), dphi))
+
+    def forward(self, z: Array, h: Array) -> Array | None:
+        """h ← φ(z); returns what the backward pass needs of φ'(z) (a new array, or None)."""
+        if self.kind == "relu":
+            mask = np.greater(z, 0)
+            np.maximum(z, 0, out=h)
+            return mask
+        if self.kind == "leaky_relu":
+            neg = np.less_equal(z, 0)  # φ' = slope where z ≤ 0 (the reference's one-sided value at 0)
+            np.copyto(h, z)
+            np.multiply(z, self.slope, out=h, where=neg)
+            return neg
+        if self.kind == "linear":
+            np.copyto(h, z)
+            return None
+        if self.kind == "tanh":
+            np.tanh(z, out=h)
+            dphi = np.multiply(h, h)
+            np.subtract(1, dphi, out=dphi)  # 1 − tanh², as the activation computes it
+            return dphi
+        h[...] = self.act.phi(z)
+        return np.asarray(self.act.dphi(z), dtype=self.dt)
+
+    def backward(self, v: Array, kept: Array | None) -> None:
+        """v ← φ'(z) ⊙ v in place."""
+        if self.kind == "relu":
+            np.multiply(v, kept, out=v)
+        elif self.kind == "leaky_relu":
+            np.multiply(v, self.slope, out=v, where=kept)
+        elif self.kind != "linear":
+            np.multiply(v, kept, out=v)
+
+
+def _relu_kernel(z, _):
+    return np.maximum(z, 0), (z > 0).astype(z.dtype)
+
+
+def _leaky_kernel(z, a):
+    return np.where(z > 0, z, z * a), np.where(z > 0, z.dtype.type(1), a)
+
+
+def _linear_kernel(z, _):
+    return z.copy(), np.ones_like(z)
+
+
+def _tanh_kernel(z, _):
+    t = np.tanh(z)
+    return t, 1 - t * t
+
+
+_KERNELS: dict[str, Callable] = {
+    "relu": _relu_kernel, "leaky_relu": _leaky_kernel, "linear": _linear_kernel, "tanh": _tanh_kernel,
+}
+
+
+# --- planning ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one call of :func:`measure` is laid out in memory."""
+
+    chunk: int  # configurations per stacked pass
+    kept: frozenset[int]  # 1-based layers whose Gˡ stay in memory
+    peak: int  # estimated peak bytes
+
+
+def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kind: str,
+          weight_budget: int, memory_budget: int | None) -> _Plan:
+    L = len(widths) - 1
+    item = dt.itemsize
+    stored = {"relu": 1, "leaky_relu": 1, "linear": 0}.get(kind, item)  # bytes of φ' kept per entry
+    generic = kind not in _KERNELS
+    wbytes = [widths[l - 1] * widths[l] * item for l in range(1, L + 1)]  # wbytes[l-1]: layer l
+
+    def pass_bytes(k: int) -> int:
+        cols = k * batch
+        kept_phi = sum(widths[1:L]) * cols * stored
+        work = 2 * max(widths) * cols * item  # the two ping-pong buffers (z/φ(z), then δ/v)
+        # The generic kernel's φ(z) and φ'(z) temporaries (up to three arrays of one layer).
+        transient = 3 * max(widths) * cols * item if generic else 0
+        # x, g, G¹x; the per-layer column sums (2) and the reduction's temporaries (5) in float64.
+        small = (2 * widths[0] + widths[1]) * batch * item + 7 * L * cols * 8 + 16 * cols * 8
+        return kept_phi + work + transient + small
+
+    chunk = n_configs
+    if memory_budget is not None:
+        while chunk > 1 and pass_bytes(chunk) + max(wbytes) > memory_budget:
+            chunk = (chunk + 1) // 2
+    n_chunks = math.ceil(n_configs / chunk)
+    room = weight_budget
+    if memory_budget is not None:
+        room = min(room, memory_budget - pass_bytes(chunk) - max(wbytes))
+    # Layers ≥ 2 are read again by the backward pass; layer 1 only by later chunks' forward passes.
+    order = list(range(L, 1, -1)) + ([1] if n_chunks > 1 else [])
+    kept = set()
+    for l in order:
+        if wbytes[l - 1] <= room:
+            kept.add(l)
+            room -= wbytes[l - 1]
+    scratch = max((wbytes[l - 1] for l in range(1, L + 1) if l not in kept), default=0)
+    peak = pass_bytes(chunk) + sum(wbytes[l - 1] for l in kept) + scratch
+    return _Plan(chunk, frozenset(kept), peak)
+
+
+def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: str = "float64",
+                    weight_budget: int = DEFAULT_WEIGHT_BUDGET, *, act: Activation | str | None = None,
+                    memory_budget: int | None = DEFAULT_MEMORY_BUDGET) -> int:
+    """Peak bytes of the arrays :func:`measure` allocates for ``n_configs`` configurations.
+
+    Counts the kept φ'(zˡ) (one chunk of configurations), the kept weight matrices, one scratch
+    weight matrix, the working buffers and the per-layer norms. With ``act`` unknown, φ' is
+    assumed to take a full ``dtype`` entry (an upper bound). The interpreter, NumPy and BLAS add
+    a fixed ~50–100 MB of resident memory on top that does not depend on the arguments.
+    """
+    dt = np.dtype(dtype)
+    if act is None:
+        kind = "generic"
+    else:
+        kind = _Pointwise(act, dt).kind if isinstance(act, Activation) else str(act).partition(":")[0]
+    plan = _plan(tuple(widths), n_configs, batch, dt, kind, weight_budget, memory_budget)
+    return plan.peak
+
+
+# --- the engine -------------------------------------------------------------------------------------
+
+
+class _Weights:
+    """Standard-normal Gˡ on demand: kept ones from memory, the rest drawn into one scratch buffer."""
+
+    def __init__(self, streams: Streams, widths: tuple[int, ...], dt: np.dtype, kept: frozenset[int]):
+        self.streams, self.widths, self.dt, self.keep = streams, widths, dt, kept
+        self.kept: dict[int, Array] = {}
+        self.scratch: Array | None = None
+
+    def get(self, layer: int) -> Array:
+        if layer in self.kept:
+            return self.kept[layer]
+        n_out, n_in = self.widths[layer], self.widths[layer - 1]
+        if layer in self.keep:
+            G = self.kept[layer] = self.streams.weights(layer, n_out, n_in, self.dt)
+            return G
+        size = n_out * n_in
+        if self.scratch is None or self.scratch.size < size:
+            biggest = max(self.widths[l] * self.widths[l - 1] for l in range(1, len(self.widths))
+                          if l not in self.keep)
+            self.scratch = np.empty(biggest, dtype=self.dt)
+        return self.streams.weights(layer, n_out, n_in, self.dt, out=self.scratch[:size].reshape(n_out, n_in))
+
+
 def measure(
     act: Activation,
     widths: tuple[int, ...],
@@ -100,7 +301,9 @@ def measure(
     batch: int,
     streams: Streams,
     dtype: str = "float64",
-    weight_budget: int = 512 * 2**20,
+    weight_budget: int = DEFAULT_WEIGHT_BUDGET,
+    *,
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
 ) -> Measurement:
     """Run the stacked forward/backward pass for K configurations sharing one draw.
 
@@ -121,119 +324,187 @@ def measure(
     weight_budget : int
         Bytes of standard-normal weight matrices kept between the passes; beyond it they are
         regenerated from ``streams`` for the backward pass (same numbers, twice the sampling).
+    memory_budget : int or None
+        Bytes the whole call may allocate at its peak (see :func:`memory_estimate`): the K
+        configurations run in as many chunks as needed, and fewer weights are kept. One
+        configuration is the smallest chunk, so a budget below its need is exceeded. None: no limit.
     """
     dt = np.dtype(dtype)
-    L = len(widths) - 1
+    widths = tuple(int(n) for n in widths)
     weight_std = np.asarray(weight_std, dtype=float)
     bias_std = np.asarray(bias_std, dtype=float)
     K = weight_std.shape[0]
+    kernel = _Pointwise(act, dt)
+    plan = _plan(widths, K, batch, dt, kernel.kind, weight_budget, memory_budget)
+    weights = _Weights(streams, widths, dt, plan.kept)
+    x = streams.inputs(widths[0], batch, dt)
+    g = streams.readout(widths[-1], batch, dt)
+    parts = [
+        _measure_chunk(kernel, act.homogeneous, widths, weight_std[s], bias_std[s], batch, streams, dt,
+                       weights, x, g)
+        for s in (slice(i, i + plan.chunk) for i in range(0, K, plan.chunk))
+    ]
+    fields = [np.concatenate([p[i] for p in parts]) for i in range(5)]
+    status = tuple(s for p in parts for s in p[5])
+    return Measurement(*fields, status)
+
+
+def _colsq(a: Array) -> Array:
+    """Σ over rows of a², per column, as float64 (a: (n, C))."""
+    return np.einsum("nc,nc->c", a, a).astype(float)
+
+
+def _measure_chunk(kernel: _Pointwise, homogeneous: bool, widths: tuple[int, ...], weight_std: Array,
+                   bias_std: Array, batch: int, streams: Streams, dt: np.dtype, weights: _Weights,
+                   x: Array, g: Array) -> tuple:
+    """One stacked pass for the K configurations of ``weight_std`` (K, L) and ``bias_std`` (K,).
+
+    The loops do only what needs the arrays: products, pointwise maps, the column sums of squares,
+    and a renormalisation when a configuration's scale leaves the band. Logarithms and means of
+    the per-layer sums are taken once, vectorised, after the loops (the per-layer Python cost
+    matters for narrow layers).
+    """
+    L = len(widths) - 1
+    K = weight_std.shape[0]
+    C = K * batch
+    band = _RESCALE_BAND[dt]
+    lo, hi = math.exp(-band), math.exp(band)  # the band, on the mean square of a stored array
     with np.errstate(divide="ignore"):
         log_w = np.log(weight_std)  # (K, L)
         log_b = np.log(bias_std)  # (K,)
-    nan = np.full((K, L), np.nan)
-    log_q, log_qt, log_gn, log_dn, log_an = (nan.copy() for _ in range(5))
     alive = np.ones(K, dtype=bool)
     status = ["ok"] * K
+    has_bias = bool(np.any(bias_std > 0))
 
-    keep_weights = sum(widths[l] * widths[l + 1] for l in range(L)) * dt.itemsize <= weight_budget
-    kept: list[Array | None] = [None] * L
+    # Two ping-pong buffers of the largest layer: u/z and φ(z) forward, (W)ᵀδ and δ backward.
+    n_max = max(widths)
+    buf_a = np.empty(n_max * C, dtype=dt)
+    buf_b = np.empty(n_max * C, dtype=dt)
 
-    x = streams.inputs(widths[0], batch, dt)
-    h = x[:, None, :]  # φ(z⁰) = x, shared by all configurations: (N_0, 1, B)
-    log_h_scale = np.zeros(K)  # φ(z) = exp(log_h_scale)·h for homogeneous φ
-    log_h_norm2 = np.broadcast_to(np.log(np.einsum("nb,nb->b", x, x, dtype=float)), (K, batch))
-    log_h_norms: list[Array] = []  # ln ‖φ(zˡ⁻¹)‖² per configuration and input, for each layer
-    dphis: list[Array | None] = []
+    def view(buf: Array, n: int) -> Array:
+        return buf[: n * C].reshape(n, C)
 
+    # Per-layer records, reduced after the loops.
+    z_ms = np.zeros((L, K))  # mean square of the stored zˡ, before any renormalisation
+    z_top = np.zeros((L, K))  # zˡ = exp(z_top)·(stored zˡ)
+    h_col = np.empty((L, C))  # ‖stored φ(zˡ⁻¹)‖² per column; row 0 is x
+    h_scale = np.zeros((L, K))  # φ(zˡ⁻¹) = exp(h_scale)·(stored φ(zˡ⁻¹))
+    d_col = np.empty((L, C))  # ‖stored δˡ‖² per column
+    d_scale = np.zeros((L, K))  # δˡ = exp(d_scale)·(stored δˡ)
+    h_col[0] = np.tile(_colsq(x), K)
+
+    h = x  # φ(z⁰) = x, shared by all configurations
+    log_h_scale = np.zeros(K)
+    kept_dphi: list[Array | None] = []
+    z_buf, h_buf = buf_a, buf_b
     for l in range(L):
         n_out = widths[l + 1]
-        G = streams.weights(l + 1, n_out, widths[l], dt)
-        if keep_weights:
-            kept[l] = G
-        b = streams.bias(l + 1, n_out, dt)[:, None, None]
-        u = (G @ h.reshape(widths[l], -1)).reshape(n_out, -1, batch)  # (N_l, K or 1, B)
-        log_h_norms.append(log_h_norm2)
-        log_an[:, l] = _log_mean_exp(log_h_norm2)
-        log_a = log_h_scale + log_w[:, l]  # zˡ = exp(log_a)·u + σ_b·b
-        if act.homogeneous:
-            # Normalise by the larger of the two terms so neither coefficient overflows.
-            top = np.maximum(log_a, log_b)
-            top = np.where(np.isfinite(top), top, 0.0)
-            ca = np.exp(log_a - top).astype(dt)[None, :, None]
-            cb = np.exp(log_b - top).astype(dt)[None, :, None]
-            z = u * ca + b * cb
-            ms = np.mean(np.square(z, dtype=float), axis=(0, 2))
-            ok = ms > 0
-            scale = np.where(ok, np.sqrt(np.where(ok, ms, 1.0)), 1.0)
-            z /= scale.astype(dt)[None, :, None]
-            log_z_scale = top + np.log(scale)
-            log_q[:, l] = np.where(alive & ok, 2 * log_z_scale, np.nan)  # mean of normalised z² is 1
-            for k in np.flatnonzero(alive & ~ok):
-                status[k], alive[k] = f"underflow at layer {l + 1}", False
-        else:
-            z = u * weight_std[:, l].astype(dt)[None, :, None] + b * bias_std.astype(dt)[None, :, None]
-            with np.errstate(over="ignore", invalid="ignore"):
-                ms = np.mean(np.square(z), axis=(0, 2), dtype=float)
-            bad = ~np.isfinite(ms) & alive
-            for k in np.flatnonzero(bad):
-                status[k], alive[k] = f"overflow at layer {l + 1}", False
-            if bad.any():
-                z[:, bad, :] = 0  # keep the dead block finite so the others go on
-            with np.errstate(divide="ignore"):
-                log_q[:, l] = np.where(alive, np.log(ms), np.nan)
-            log_z_scale = np.zeros(K)
-        dphis.append(act.dphi(z))
-        h = act.phi(z)
-        hn = np.einsum("nkb,nkb->kb", h, h, dtype=float)
-        with np.errstate(divide="ignore"):
-            log_h_norm2 = np.log(hn) + 2 * log_z_scale[:, None]
-        log_h_scale = log_z_scale
-
-    # Backward: δ stored normalised, its scale carried in log_d_scale.
-    g = streams.readout(widths[L], batch, dt)
-    d = g[:, None, :]
-    log_d_scale = np.zeros(K)
-    d_norm2 = np.broadcast_to(np.einsum("nb,nb->b", g, g, dtype=float), (K, batch))
-    for l in range(L - 1, -1, -1):
-        # Layer l+1 (1-based) statistics from the normalised δ and its scale.
-        with np.errstate(divide="ignore"):  # an all-zero δ (every unit dead) is ln 0 = -inf
-            dn = np.log(d_norm2) + 2 * log_d_scale[:, None]  # ln ‖δ‖² per input, (K, B)
-            log_qt[:, l] = np.log(d_norm2.mean(axis=1) / widths[l + 1]) + 2 * log_d_scale
-        log_dn[:, l] = _log_mean_exp(dn)
-        log_gn[:, l] = _log_mean_exp(dn + log_h_norms[l])
+        G = weights.get(l + 1)
+        z = view(z_buf, n_out)
+        z3 = z.reshape(n_out, K, batch)
         if l == 0:
-            break
-        G = kept[l] if keep_weights else streams.weights(l + 1, widths[l + 1], widths[l], dt)
-        v = (G.T @ d.reshape(widths[l + 1], -1)).reshape(widths[l], -1, batch)
-        v = v * dphis[l - 1]
-        ms = np.mean(np.square(v, dtype=float), axis=(0, 2))
-        ok = ms > 0
-        scale = np.where(ok, np.sqrt(np.where(ok, ms, 1.0)), 1.0)
-        v /= scale.astype(dt)[None, :, None]
-        log_d_scale = log_d_scale + log_w[:, l] + np.log(scale)
+            z3[...] = (G @ x)[:, None, :]  # the same for every configuration
+        else:
+            np.matmul(G, h, out=z)
+        h_scale[l] = log_h_scale
+        if homogeneous:
+            log_a = log_h_scale + log_w[:, l]  # zˡ = exp(log_a)·u + σ_b·b
+            if has_bias:
+                # Normalise by the larger of the two terms so neither coefficient overflows.
+                top = np.maximum(log_a, log_b)
+                top = np.where(np.isfinite(top), top, 0.0)
+                ca = np.exp(log_a - top).astype(dt)
+                cb = np.exp(log_b - top).astype(dt)
+                np.multiply(z3, ca[None, :, None], out=z3)
+                b = streams.bias(l + 1, n_out, dt)
+                np.add(z3, b[:, None, None] * cb[None, :, None], out=z3)
+            else:
+                top = log_a
+                if not np.all(np.isfinite(top)):  # σ_w = 0: zˡ is exactly 0
+                    z3[:, ~np.isfinite(top), :] = 0
+                    top = np.where(np.isfinite(top), top, 0.0)
+        else:
+            np.multiply(z3, weight_std[:, l].astype(dt)[None, :, None], out=z3)
+            if has_bias:
+                b = streams.bias(l + 1, n_out, dt)
+                np.add(z3, b[:, None, None] * bias_std.astype(dt)[None, :, None], out=z3)
+            top = log_h_scale  # zeros: non-homogeneous φ runs unscaled
+        with np.errstate(over="ignore", invalid="ignore"):
+            col = _colsq(z)
+            if not homogeneous and not np.all(np.isfinite(col)):  # squares past the dtype: use float64
+                col = np.einsum("nc,nc->c", z, z, dtype=float)
+        ms = col.reshape(K, batch).sum(axis=1) / (n_out * batch)
+        z_ms[l], z_top[l] = ms, top
+        log_z_scale = top
+        if homogeneous:
+            if not np.all((ms >= lo) & (ms <= hi)):
+                ok = ms > 0
+                for k in np.flatnonzero(alive & ~ok):
+                    status[k], alive[k] = f"underflow at layer {l + 1}", False
+                rescale = ok & ((ms < lo) | (ms > hi))
+                if rescale.any():
+                    log_ms = np.log(np.where(rescale, ms, 1.0))
+                    np.multiply(z3, np.exp(-0.5 * log_ms).astype(dt)[None, :, None], out=z3)
+                    log_z_scale = top + 0.5 * log_ms
+        elif not np.all(np.isfinite(ms)):
+            bad = ~np.isfinite(ms)
+            for k in np.flatnonzero(bad & alive):
+                status[k], alive[k] = f"overflow at layer {l + 1}", False
+            z3[:, bad, :] = 0  # keep the dead block finite so the others go on
+        if l == L - 1:
+            break  # neither φ(zᴸ) nor φ'(zᴸ) is needed
+        h = view(h_buf, n_out)
+        kept_dphi.append(kernel.forward(z, h))
+        h_col[l + 1] = _colsq(h)
+        log_h_scale = log_z_scale
+        z_buf, h_buf = h_buf, z_buf  # φ(z) is the next layer's input; z's buffer is free
+
+    # Backward: δ stored up to the factor exp(log_d_scale).
+    d_buf, v_buf = buf_a, buf_b
+    d = view(d_buf, widths[L])
+    d.reshape(widths[L], K, batch)[...] = g[:, None, :]
+    log_d_scale = np.zeros(K)
+    d_col[L - 1] = np.tile(_colsq(g), K)
+    for l in range(L - 1, 0, -1):
+        G = weights.get(l + 1)
+        v = view(v_buf, widths[l])
+        np.matmul(G.T, d, out=v)
+        kernel.backward(v, kept_dphi[l - 1])
+        kept_dphi[l - 1] = None  # free memory as we go
+        log_d_scale = log_d_scale + log_w[:, l]
+        col = _colsq(v)
+        ms = col.reshape(K, batch).sum(axis=1) / (widths[l] * batch)
+        if not np.all((ms >= lo) & (ms <= hi)):
+            rescale = (ms > 0) & ((ms < lo) | (ms > hi))
+            if rescale.any():
+                log_ms = np.log(np.where(rescale, ms, 1.0))
+                factor = np.exp(-0.5 * log_ms)
+                np.multiply(v.reshape(widths[l], K, batch), factor.astype(dt)[None, :, None],
+                            out=v.reshape(widths[l], K, batch))
+                col = (col.reshape(K, batch) * (factor * factor)[:, None]).ravel()
+                log_d_scale = log_d_scale + 0.5 * log_ms
+        d_col[l - 1], d_scale[l - 1] = col, log_d_scale
         d = v
-        d_norm2 = np.einsum("nkb,nkb->kb", d, d, dtype=float)
-        dphis[l - 1] = None  # free memory as we go
+        d_buf, v_buf = v_buf, d_buf
 
+    # Statistics, all layers at once. Column sums of zero (dead units) give ln 0 = -inf, kept as is.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_q = 2 * z_top + np.log(z_ms)  # (L, K)
+        log_h = np.log(h_col).reshape(L, K, batch) + 2 * h_scale[:, :, None]  # ln ‖φ(zˡ⁻¹)‖²
+        log_d = np.log(d_col).reshape(L, K, batch) + 2 * d_scale[:, :, None]  # ln ‖δˡ‖²
+        log_qt = np.log(d_col.reshape(L, K, batch).mean(axis=2) / np.array(widths[1:])[:, None]) + 2 * d_scale
+        log_an = _log_mean_exp(log_h)
+        log_dn = _log_mean_exp(log_d)
+        log_gn = _log_mean_exp(log_d + log_h)
+    # Entries past a configuration's failure are nan (its forward pass stopped there).
+    layer = np.arange(1, L + 1)[:, None]
+    first_bad = np.array([int(s.rsplit(" ", 1)[1]) if s != "ok" else L + 1 for s in status])
+    log_q = np.where(layer < first_bad[None, :], log_q, np.nan)
     dead = ~alive
-    for arr in (log_qt, log_gn, log_dn):
+    out = [a.T.copy() for a in (log_q, log_qt, log_gn, log_dn, log_an)]
+    for arr in out[1:4]:
         arr[dead, :] = np.nan
-    return Measurement(log_q, log_qt, log_gn, log_dn, log_an, tuple(status))
-
-
-def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: str = "float64",
-                    weight_budget: int = 512 * 2**20) -> int:
-    """Peak bytes :func:`measure` needs for ``n_configs`` stacked configurations (an upper bound
-    within a few per cent): the stored φ'(zˡ), the kept weights, and the working arrays of one layer."""
-    item = np.dtype(dtype).itemsize
-    L = len(widths) - 1
-    cols = n_configs * batch
-    dphi = sum(widths[1:L]) * cols * item
-    weights = sum(widths[l] * widths[l + 1] for l in range(L)) * item
-    kept = weights if weights <= weight_budget else 0
-    largest = max(widths[l] * widths[l + 1] for l in range(L)) * item
-    work = 6 * max(widths) * cols * max(item, 8)  # z, φ(z), φ'(z), u and float64 reductions
-    return dphi + kept + largest + work
+    return (*out, status)
 
 
 def _log_mean_exp(a: Array) -> Array:
