@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import platform
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hevar import __version__, store, sweep as sweep_mod
+from hevar import __version__, executors, resources, store, sweep as sweep_mod
 from hevar.config import SweepConfig, build_config, read_preset
 from hevar.errors import UsageError
 
@@ -67,6 +68,11 @@ def sweep(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML preset (see configs/); flags given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Finish an interrupted run in RUN_DIR."),
     plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Render the figures at the end. [default: plot]"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", metavar="INT",
+        help="Worker processes; each gets cores/INT BLAS threads. 0 = one per core. Results do not depend on it. "
+        "[default: 1, in this process]"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+        help="Run tasks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]'; workers need hevar)."),
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
@@ -74,49 +80,74 @@ def sweep(
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
+    executor = executors.open_executor(jobs, scheduler)
+    if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
+        raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
     manifest = store.read_manifest(run_dir) if run_dir is not None and run_dir.exists() else None
     if resume is not None and manifest is None:
         raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{resume}' instead.")
     if manifest is not None:
-        previous = build_config(manifest["config"])
+        try:
+            previous = build_config(manifest["config"])
+        except UsageError as exc:
+            raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
         given = {k: v for k, v in {**preset, **flags}.items() if v is not None and k in SweepConfig().to_dict()}
         if given and previous != cfg:
+            was, now = previous.to_dict(), cfg.to_dict()
+            diff = ", ".join(f"{k} {was[k]} there, {now[k]} here" for k in was if was[k] != now[k])
             raise UsageError(
-                f"The 'out' parameter names a run folder made with a different configuration ({run_dir}); "
-                "use --resume RUN_DIR alone, or a new --out folder."
+                f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made with a "
+                f"different configuration ({run_dir}: {diff}); use --resume RUN_DIR alone, or a new --out folder."
             )
         cfg = previous
+    if scheduler is None:  # before anything is written; a Dask cluster's workers have their own memory
+        resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
     if run_dir is None:
         run_dir = store.default_run_dir(Path("outputs"), "+".join(cfg.act).replace(":", "_"), _now())
-    run_dir = store.prepare_run_dir(run_dir)
     do_plot = plot if plot is not None else bool(preset.get("plot", True))
 
     started = _now()
     attempts = list(manifest.get("attempts", [])) if manifest else []
-    attempt = {"attempt": len(attempts) + 1, "argv": sys.argv, "started": started, "finished": None, "computed": []}
+    done_by = sweep_mod.attempt_log(cfg, run_dir)  # points carry their attempt: a killed one is still credited
+    attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
+    attempt = {"attempt": len(attempts) + 1, "argv": sys.argv, "started": started, "finished": None, "computed": [],
+               "executor": executor.describe()}
     base = {
         "hevar": __version__, "numpy": np.__version__, "python": platform.python_version(),
         "config": cfg.to_dict(), "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
         "started": manifest["started"] if manifest else started, "finished": None,
         "attempts": attempts + [attempt],
     }
-    store.write_manifest(run_dir, base)
-
     tasks = sweep_mod.plan(cfg)
-    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as progress:
-        bar = progress.add_task("", total=len(tasks))
+    finished, recorded = [], False
+    try:
+        with executor:  # connects to a Dask scheduler here, before the run folder is touched
+            store.prepare_run_dir(run_dir)
+            store.write_manifest(run_dir, base)
+            recorded = True
+            with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as progress:
+                bar = progress.add_task("", total=len(tasks))
 
-        def on_progress(task: sweep_mod.Task, cached: bool) -> None:
-            progress.update(bar, advance=1, description=f"{task.act} L={task.depth} N={task.width} seed {task.seed_index}"
-                            + (" (done before)" if cached else ""))
+                def on_progress(task: sweep_mod.Task, cached: bool) -> None:
+                    finished.append(task)
+                    progress.update(bar, advance=1, description=f"{task.act} L={task.depth} N={task.width} seed {task.seed_index}"
+                                    + (" (done before)" if cached else ""))
 
-        results, computed = sweep_mod.execute(cfg, run_dir, on_progress)
-    layer_rows, summary_rows, theory_rows = sweep_mod.reduce(cfg, results)
-    store.write_csv(run_dir / "layers.csv", store.LAYER_COLUMNS, layer_rows)
-    store.write_csv(run_dir / "summary.csv", store.SUMMARY_COLUMNS, summary_rows)
-    store.write_csv(run_dir / "theory.csv", store.THEORY_COLUMNS, theory_rows)
+                results, computed = sweep_mod.execute(cfg, run_dir, on_progress, executor=executor,
+                                                      attempt=attempt["attempt"])
+        layer_rows, summary_rows, theory_rows = sweep_mod.reduce(cfg, results)
+        store.write_csv(run_dir / "layers.csv", store.LAYER_COLUMNS, layer_rows)
+        store.write_csv(run_dir / "summary.csv", store.SUMMARY_COLUMNS, summary_rows)
+        store.write_csv(run_dir / "theory.csv", store.THEORY_COLUMNS, theory_rows)
+    except KeyboardInterrupt:
+        if recorded:
+            attempt.update(interrupted=_now(), computed=sweep_mod.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
+            store.write_manifest(run_dir, base)
+        err.print(f"Interrupted: {len(finished)} of {len(tasks)} tasks are saved in {run_dir}. "
+                  f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
     attempt.update(finished=_now(), computed=computed)
     store.write_manifest(run_dir, dict(base, finished=attempt["finished"]))
     _print_summary(summary_rows)
@@ -154,6 +185,91 @@ def _render(run_dir: Path) -> list[Path]:
 def plot(run_dir: Path = typer.Argument(..., help="A run folder written by `hevar sweep`.")) -> None:
     """Render the figures of RUN_DIR from its CSVs alone into RUN_DIR/plots/."""
     _render(run_dir)
+
+
+@app.command("theory")
+@user_errors
+def theory_command(
+    act: str = typer.Option(..., "--act", help="Activation spec: relu, tanh, leaky_relu:SLOPE, … (see `hevar activations`)."),
+    sigma_b2: float = typer.Option(0.0, "--sigma-b2", help="Bias variance σ_b² (raw)."),
+    sigma_w2: Optional[float] = typer.Option(None, "--sigma-w2", metavar="S",
+        help="Weight variance in units of 1/N (σ_w²·N) for the phase and per-layer predictions. [default: the critical value]"),
+    depth: int = typer.Option(10, "--depth", metavar="L", help="Layers to predict qˡ and q̃ˡ for."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (nan → null, ±inf → \"inf\"/\"-inf\")."),
+) -> None:
+    """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
+    q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1)."""
+    import json
+
+    from hevar import theory
+    from hevar.activations import parse_activation
+
+    report = theory.report(parse_activation(act), sigma_b2=sigma_b2, sigma_w2_n=sigma_w2, depth=depth)
+    if as_json:
+        out.print(json.dumps(_json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        return
+    head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}", title_justify="left", show_header=False)
+    head.add_column("", justify="left")
+    head.add_column("", justify="right")
+    head.add_row("critical σ_w²·N", _num(report["critical_sigma_w2_n"]))
+    head.add_row("gain √(σ_w²·N)", _num(report["gain"]))
+    head.add_row("how", report["critical_kind"])
+    head.add_row("q* at critical", _num(report["critical_q_star"]))
+    if report["sigma_w2_n"] is not None:
+        head.add_row("σ_w²·N evaluated", _num(report["sigma_w2_n"]))
+        head.add_row("q* reached from q_in = 1", _num(report["q_star"]))
+        head.add_row("χ₁", _num(report["chi1"]))
+        head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
+        head.add_row("phase", report["phase"])
+        head.add_row("fixed points", ", ".join(f"{_num(p['q'])} ({'stable' if p['stable'] else 'unstable'})"
+                                               for p in report["fixed_points"]) or "—")
+    out.print(head)
+    out.print(report["critical_label"], markup=False, highlight=False)
+    if not report["layers"]:
+        out.print("No critical σ_w²·N: pass --sigma-w2 S for per-layer predictions.", markup=False, highlight=False)
+        return
+    layers = Table(title=f"per layer at σ_w²·N = {_num(report['sigma_w2_n'])}", title_justify="left")
+    for col in ("layer", "qˡ", "q̃ˡ (q̃ᴸ = 1)", "χˡ = σ_w²·N·G(qˡ)"):
+        layers.add_column(col, justify="right")
+    for row in report["layers"]:
+        layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
+    out.print(layers)
+
+
+@app.command("activations")
+@user_errors
+def activations_command() -> None:
+    """List the activations --act accepts, their parameters, and what the theory knows about them."""
+    from hevar.activations import list_activations
+
+    table = Table(title="Activations (spec: NAME or NAME:PARAM)", title_justify="left")
+    for col in ("name", "parameters", "closed-form V, G", "homogeneous", "summary"):
+        table.add_column(col, justify="left")
+    for row in list_activations():
+        name = row["name"] + (f" (alias {', '.join(row['aliases'])})" if row["aliases"] else "")
+        params = ", ".join(f"{p['name']}={p['default']:g}" for p in row["params"]) or "—"
+        table.add_row(name, params, "yes" if row["closed_form"] else "no (quadrature)",
+                      "yes" if row["homogeneous"] else "no", row["summary"])
+    out.print(table)
+
+
+def _num(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return f"{x:.6g}"
+
+
+def _json_safe(obj: Any) -> Any:
+    """Strict JSON: nan → null, ±inf → "inf"/"-inf" (q* = inf means divergence, not a missing value)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 @app.callback(invoke_without_command=True)

@@ -8,6 +8,8 @@ Every bad value raises :class:`~hevar.errors.UsageError` with one message format
 
 from __future__ import annotations
 
+import decimal
+import difflib
 import math
 import re
 import sys
@@ -55,29 +57,32 @@ RUN_KEYS = ("out", "plot")
 
 def _bad(name: str, what: str, got: Any) -> UsageError:
     shown = f"'{got}'" if isinstance(got, str) else repr(got)
-    return UsageError(f"The '{name}' parameter must be {what}. Got {shown} instead.")
+    return UsageError(f"The '{name}' parameter must be {what}. Got {shown} instead.", param=name)
 
 
 def _number(name: str, raw: Any, kind: type, lo: float, hi: float, lo_open: bool = False) -> int | float:
-    interval = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi == math.inf else f'{hi:g}'})"
+    """One number of type ``kind`` in [lo, hi) (or (lo, hi)), from text or a TOML/Python number."""
+    def bound(x: float) -> str:
+        return "inf" if x == math.inf else "-inf" if x == -math.inf else str(int(x)) if kind is int else f"{x:g}"
+
+    interval = f"{'(' if lo_open else '['}{bound(lo)}, {bound(hi)})"
     what = f"{'an int' if kind is int else 'a float'} in the range {interval}"
-    if isinstance(raw, bool):
+    if isinstance(raw, bool):  # bool is an int to Python, never to the user
         raise _bad(name, what, raw)
-    if isinstance(raw, str):
-        text = raw.strip()
-        try:
+    try:
+        if isinstance(raw, str):
+            text = raw.strip()
             value = int(text) if kind is int else float(text)
-        except ValueError:
-            raise _bad(name, what, raw) from None
-    elif isinstance(raw, (int, float)):
-        value = raw
-        if kind is int and (isinstance(raw, float) and not raw.is_integer()):
-            raise _bad(name, what, raw)
-        value = kind(raw) if math.isfinite(raw) else raw
-    else:
-        raise _bad(name, what, raw)
-    if not (isinstance(value, (int, float)) and math.isfinite(value)) or value < lo or value >= hi \
-            or (lo_open and value == lo):
+        elif isinstance(raw, (int, float)):
+            if kind is int and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            value = kind(raw)
+        else:
+            raise ValueError
+        finite = math.isfinite(value)
+    except (ValueError, OverflowError):  # not a number, a non-integral int, or beyond float64
+        raise _bad(name, what, raw) from None
+    if not finite or value < lo or value >= hi or (lo_open and value == lo):
         raise _bad(name, what, raw)
     return value
 
@@ -85,23 +90,25 @@ def _number(name: str, raw: Any, kind: type, lo: float, hi: float, lo_open: bool
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
 
 
+MAX_GRID = 10_000  # values one grid may hold
+
+
 def parse_grid(name: str, raw: Any, kind: type, lo: float, hi: float = math.inf,
                lo_open: bool = False, allow_range: bool = False) -> tuple:
     """A grid from a comma list (``"1,2,4"``), a TOML list, a single number, or — where
-    ``allow_range`` — an inclusive ``start:stop:step`` range."""
+    ``allow_range`` — an inclusive ``start:stop:step`` range.
+
+    Ranges are computed in decimal arithmetic from the text, so ``0.1:0.3:0.1`` is exactly
+    (0.1, 0.2, 0.3) and its stop is included whenever it lies on the grid. Values are returned in
+    the given order (ranges increasing), repeats dropped.
+    """
     what_list = "a comma list" + (" or start:stop:step" if allow_range else "")
     if isinstance(raw, (list, tuple)):
         items = list(raw)
     elif isinstance(raw, str):
         match = _RANGE.match(raw) if allow_range else None
         if match:
-            start, stop, step = (_number(name, t, float, -math.inf, math.inf) for t in match.groups())
-            if not (step > 0 and stop >= start):
-                raise _bad(name, f"start:stop:step with start <= stop and step > 0", raw)
-            count = math.floor((stop - start) / step + 1e-9) + 1
-            if count > 10_000:
-                raise _bad(name, "a range of at most 10000 values", raw)
-            items = [round(start + i * step, 12) for i in range(count)]
+            items = _range(name, raw, match.groups())
         elif ":" in raw and allow_range:
             raise _bad(name, "start:stop:step with three numbers", raw)
         else:
@@ -111,16 +118,42 @@ def parse_grid(name: str, raw: Any, kind: type, lo: float, hi: float = math.inf,
     else:
         items = [raw]
     if not items:
-        raise _bad(name, f"a non-empty {what_list}", raw)
+        raise _bad(name, f"a non-empty list ({what_list})", raw)
+    if len(items) > MAX_GRID:
+        raise _bad(name, f"a grid of at most {MAX_GRID} values", f"{len(items)} values")
     values = [_number(name, t, kind, lo, hi, lo_open) for t in items]
     return tuple(dict.fromkeys(values))  # drop repeats, keep order
 
 
+def _range(name: str, raw: str, parts: tuple[str, str, str]) -> list[float]:
+    for t in parts:  # each part must be a finite float before any arithmetic
+        try:
+            _number(name, t, float, -math.inf, math.inf)
+        except UsageError:
+            raise _bad(name, "start:stop:step with three finite numbers", raw) from None
+    try:
+        with decimal.localcontext() as ctx:
+            ctx.prec = 50
+            start, stop, step = (decimal.Decimal(t.strip()) for t in parts)
+            if not (step > 0 and stop >= start):
+                raise _bad(name, "start:stop:step with start <= stop and step > 0", raw)
+            steps = (stop - start) / step
+            if steps >= MAX_GRID:
+                raise _bad(name, f"a range of at most {MAX_GRID} values", raw)
+            return [float(start + i * step) for i in range(int(steps) + 1)]
+    except (ArithmeticError, ValueError):  # decimal.InvalidOperation and kin: not a usable number
+        raise _bad(name, "start:stop:step with three numbers", raw) from None
+
+
 def _acts(raw: Any) -> tuple[str, ...]:
-    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
-    if not items or any(not str(t).strip() for t in items):
-        raise _bad("act", "a comma list of activation names with no empty items", raw)
-    return tuple(dict.fromkeys(parse_activation(str(t)).name for t in items))
+    what = "a comma list of activation names with no empty items"
+    items = raw if isinstance(raw, (list, tuple)) else raw.split(",") if isinstance(raw, str) else None
+    if not items or any(not isinstance(t, str) or not t.strip() for t in items):
+        raise _bad("act", what, raw)
+    try:
+        return tuple(dict.fromkeys(parse_activation(t).name for t in items))
+    except UsageError as exc:
+        raise UsageError(str(exc), param="act") from None
 
 
 def _validate(values: Mapping[str, Any]) -> SweepConfig:
@@ -141,36 +174,73 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
     )
 
 
-def read_preset(path: Path) -> dict[str, Any]:
-    """Read a TOML preset; its keys are option names (``sigma-w2`` or ``sigma_w2``)."""
+class Preset(dict):
+    """The values of a TOML preset, keyed by field name, remembering the file they came from."""
+
+    path: Path | None = None
+
+
+def read_preset(path: Path) -> Preset:
+    """Read a TOML preset; its keys are option names (``sigma-w2`` or ``sigma_w2``).
+
+    The sweep's own keys are validated later, merged with the flags, by :func:`build_config`;
+    the run keys ``out`` (a folder name) and ``plot`` (a boolean) are checked here.
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise _bad("config", "an existing TOML file", str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"The 'config' parameter names a file that cannot be read: {path} ({exc}).") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"The 'config' parameter must be a readable TOML file. Got '{path}' instead ({reason}).",
+                         param="config") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"The 'config' parameter must be a valid TOML file. {path}: {exc}.") from None
-    out: dict[str, Any] = {}
+        raise UsageError(f"The 'config' parameter must be a valid TOML file. Got '{path}' instead ({exc}).",
+                         param="config") from None
+    out = Preset()
+    out.path = path
     known = sorted(OPTION_NAMES) + list(RUN_KEYS)
+    seen: dict[str, str] = {}
     for key, value in data.items():
         norm = key.replace("_", "-")
-        if norm in OPTION_NAMES:
-            out[OPTION_NAMES[norm]] = value
-        elif norm in RUN_KEYS:
-            out[norm] = value
-        else:
+        if norm not in OPTION_NAMES and norm not in RUN_KEYS:
+            close = difflib.get_close_matches(norm, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
             raise UsageError(
                 f"The 'config' parameter has an unknown key '{key}' in {path}; "
-                f"allowed keys are {', '.join(known)}."
+                f"allowed keys are {', '.join(known)}.{hint}", param="config"
             )
+        if norm in seen:
+            raise UsageError(f"The 'config' parameter sets '{norm}' twice in {path} ('{seen[norm]}' and '{key}').",
+                             param="config")
+        seen[norm] = key
+        if norm == "out" and not (isinstance(value, str) and value.strip()):
+            raise UsageError(f"{path}: " + str(_bad("out", "a non-empty folder name (a TOML string)", value)),
+                             param="out")
+        if norm == "plot" and not isinstance(value, bool):
+            raise UsageError(f"{path}: " + str(_bad("plot", "true or false", value)), param="plot")
+        out[OPTION_NAMES.get(norm, norm)] = value
     return out
 
 
 def build_config(flags: Mapping[str, Any], preset: Mapping[str, Any] | None = None) -> SweepConfig:
-    """Defaults < ``preset`` < ``flags`` (flags that are None were not given)."""
+    """Defaults < ``preset`` < ``flags`` (flags that are None were not given).
+
+    A bad value that came from a preset read by :func:`read_preset` is reported with its file.
+    """
     values = SweepConfig().to_dict()
+    from_preset: set[str] = set()
     for source in (preset or {}, flags):
-        values.update({k: v for k, v in source.items() if v is not None and k in values})
-    return _validate(values)
+        given = {k: v for k, v in source.items() if v is not None and k in values}
+        values.update(given)
+        from_preset = from_preset - set(given) | (set(given) if source is preset else set())
+    try:
+        return _validate(values)
+    except UsageError as exc:
+        path = getattr(preset, "path", None)
+        field = OPTION_NAMES.get(exc.param or "", exc.param)
+        if path is None or field not in from_preset:
+            raise
+        raise UsageError(f"{path}: {exc}", param=exc.param) from None
+

@@ -12,11 +12,18 @@ Reductions (documented in the README):
   fit layers ⌊L/2⌋+1 .. L (the upper half, where the forward pass has settled; all layers when
   L < 4); ``chi_hat_se`` is its jackknife standard error over seeds. ``chi_theory`` is the same
   fit applied to the mean-field trajectory.
+- ``status``: the earliest failure over seeds — the engine's "overflow/underflow at layer l", or
+  the first layer where a seed's measured value is not finite (+inf/nan: overflow, -inf:
+  underflow). q and the gradient norms stop at that layer; q̃ is kept only where every seed
+  measured it. A value is reported only where every seed has it; linear columns are empty where
+  the value is not a normal float64 (the ``log10_`` columns keep it).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -110,11 +117,32 @@ def _log_mean(log_values: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.squeeze(np.log(np.mean(np.exp(log_values - top), axis=axis, keepdims=True)) + top, axis)
 
 
+_LOG_MAX = math.log(sys.float_info.max)  # ≈ 709.78
+_LOG_MIN = math.log(sys.float_info.min)  # ≈ -708.40, the smallest normal float64
+
+
 def _linear(log_value: float) -> float:
-    """exp(log_value) where it fits in float64, else nan (the CSV cell is then empty)."""
-    if not math.isfinite(log_value) or log_value > 709.0:
+    """exp(log_value) where it is a normal float64, else nan (the CSV cell is then empty; the
+    log10_ column keeps the value). Below the normal range exp would round to a subnormal or to 0,
+    which is not the measured value."""
+    if not math.isfinite(log_value) or not _LOG_MIN <= log_value <= _LOG_MAX:
         return math.nan
     return math.exp(log_value)
+
+
+def _seed_status(status: str, logs: dict[str, np.ndarray], seed: int) -> str:
+    """The engine's status of one seed, or — where it says "ok" but a measured value is not finite —
+    "underflow at layer l" (a value that went to 0, e.g. an unscaled forward pass decaying below the
+    dtype, or a float32 norm too small to square) or "overflow at layer l" at the first such layer."""
+    if status != "ok":
+        return status
+    values = np.stack([logs[f][seed] for f in ("log_q", "log_q_tilde", "log_grad_norm2")])  # (3, L)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return status
+    layer = int(np.flatnonzero(bad.any(axis=0))[0])
+    kind = "underflow" if np.all(values[:, layer][bad[:, layer]] == -np.inf) else "overflow"
+    return f"{kind} at layer {layer + 1}"
 
 
 def _first_bad_layer(statuses: Iterable[str]) -> tuple[str, int | None]:
@@ -152,7 +180,7 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
                    logs: dict[str, np.ndarray], statuses: list[str]) -> tuple[list[dict], dict]:
     n_seeds = logs["log_q"].shape[0]
-    status, bad_layer = _first_bad_layer(statuses)
+    status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
     key = dict(activation=act.name, depth=depth, width=width, sigma_w2=s / width, sigma_w2_n=s, sigma_b2=b)
 
@@ -161,26 +189,28 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         mean = _log_mean(vals)
         with np.errstate(invalid="ignore"):
             lo, hi = np.percentile(vals, [16, 84], axis=0)
+        partial = ~np.all(np.isfinite(vals), axis=0)  # a layer some seed did not measure: no value
+        for a in (mean, lo, hi):
+            a[partial] = np.nan
         return mean, lo, hi
 
     q = reduce_field("log_q")
     qt = reduce_field("log_q_tilde")
     gn = reduce_field("log_grad_norm2")
-    if bad_layer is not None:  # keep only what every seed computed
-        for arrs in (q,):
-            for a in arrs:
-                a[bad_layer - 1:] = np.nan
-        for arrs in (qt, gn):
-            for a in arrs:
-                a[:] = np.nan
+    if bad_layer is not None:  # the forward pass stops there; q̃ is kept only if every seed measured it
+        for a in (*q, *gn):
+            a[bad_layer - 1:] = np.nan
 
     widths = np.full(depth + 1, width)
     s_layer = np.full(depth, float(s))
-    log_q_th = theory.log_q_trajectory(act, s_layer, b)
-    top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
-    log_qt_th = theory.log_q_tilde_trajectory(act, s_layer, log_q_th, top)
-    log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
-    if bad_layer is not None:
+    # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
+    # answer — an empty cell — not something to warn about mid-sweep.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_q_th = theory.log_q_trajectory(act, s_layer, b)
+        top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
+        log_qt_th = theory.log_q_tilde_trajectory(act, s_layer, log_q_th, top)
+        log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
+    if not np.isfinite(qt[0][-1]):  # the prediction is anchored at the measured q̃ᴸ
         log_qt_th[:] = np.nan
         log_gn_th[:] = np.nan
 
@@ -202,9 +232,10 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     first, last = fit_layers(depth)
     sel = slice(first - 1, last)
     chi_hat = chi_se = chi_th = math.nan
-    if bad_layer is None and last > first:
+    if last > first:  # χ̂ needs every seed's q̃ over the fit layers (nan otherwise)
         chi_hat, chi_se = _chi_hat(layers[sel], logs["log_q_tilde"][:, sel])
-        chi_th = math.exp(-_slope(layers[sel], log_qt_th[sel]))
+        if np.all(np.isfinite(log_qt_th[sel])):
+            chi_th = math.exp(-_slope(layers[sel], log_qt_th[sel]))
     crit = theory.critical_sigma_w2_n(act, b)
     summary = dict(
         key, n_seeds=n_seeds, chi_hat=chi_hat, chi_hat_se=chi_se, chi_theory=chi_th,
@@ -245,12 +276,19 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
     return Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]))
 
 
-def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None) -> tuple[dict[Task, Measurement], list[str]]:
+def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
+            executor=None, attempt: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
     """Run every task not already persisted in ``run_dir``; persist each one as it finishes.
 
-    Returns all results and the keys of the tasks computed by this call.
+    Tasks run on ``executor`` (one of :mod:`hevar.executors`, entered; default: this process, one
+    after the other) and come back in the order they finish; this process saves each result
+    atomically the moment it arrives, tagged with ``attempt`` (see :func:`attempt_log`), so a
+    killed run loses only the tasks in flight. Results are identical whatever the executor.
+
+    Returns all results and the keys of the tasks computed by this call, in plan order.
     """
     from hevar import store
+    from hevar.executors import Serial
 
     results: dict[Task, Measurement] = {}
     todo: list[Task] = []
@@ -262,12 +300,23 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None)
         results[task] = from_arrays(arrays)
         if on_progress:
             on_progress(task, True)
-    computed = []
-    for task in todo:
-        m = run_task(config, task)
-        store.save_point(run_dir, task.key, to_arrays(m))
+    tag = {} if attempt is None else {"attempt": np.array(attempt)}
+    for task, m in (executor or Serial()).imap_unordered(functools.partial(run_task, config), todo):
+        store.save_point(run_dir, task.key, {**to_arrays(m), **tag})
         results[task] = m
-        computed.append(task.key)
         if on_progress:
             on_progress(task, False)
-    return results, computed
+    return results, [t.key for t in todo]
+
+
+def attempt_log(config: SweepConfig, run_dir) -> dict[int, list[str]]:
+    """Which persisted tasks each attempt computed, from the tags in their point files: the
+    record survives a killed attempt. Task keys in plan order; untagged points are left out."""
+    from hevar import store
+
+    log: dict[int, list[str]] = {}
+    for task in plan(config):
+        arrays = store.load_point(run_dir, task.key)
+        if arrays is not None and "attempt" in arrays:
+            log.setdefault(int(arrays["attempt"]), []).append(task.key)
+    return log

@@ -1,0 +1,414 @@
+"""Every bad input is one clear line, exit code 2, no traceback, and nothing written.
+
+The tables walk each option of ``hevar sweep`` and ``hevar plot`` and each key of a TOML preset with
+several bad values; the property tests drive the grid and activation parsers with arbitrary text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from hevar import cli
+from hevar.activations import FAMILIES, parse_activation
+from hevar.config import build_config, parse_grid, read_preset
+from hevar.errors import UsageError
+
+runner = CliRunner()
+
+# A valid, tiny sweep; each case replaces one option with a bad value.
+GOOD = {"--act": "relu", "--depth": "3", "--width": "4", "--sigma-w2": "2", "--sigma-b2": "0",
+        "--seeds": "1", "--batch": "2", "--seed": "0", "--dtype": "float64"}
+
+# (option, bad value, name the message must contain)
+CLI_CASES = [
+    *[("--depth", v, "'depth'") for v in ("0", "-1", "abc", "1.5", "", "1,,2", "nan", "inf", "100001", "2:4:1", "1e3")],
+    *[("--width", v, "'width'") for v in ("0", "-4", "abc", "2,", " , ", "1e3", "4.5")],
+    *[("--sigma-w2", v, "'sigma-w2'") for v in (
+        "0", "-1", "abc", "4:1:0.5", "1,,2", "1:2", "1:2:0", "1:2:-1", "nan", "inf", "0:1:0.5", "1:1e9:1e-5",
+        "1e400", "1:2:x", "1::2", ":", "1:2:3:4", "2,-1")],
+    *[("--sigma-b2", v, "'sigma-b2'") for v in ("-1", "abc", "1:0:1", "nan", ",", "0:1:0")],
+    *[("--act", v, "'act'") for v in (
+        "rleu", "leaky_relu:x", "leaky_relu:2", "leaky_relu:-0.5", "relu:1", "", "relu,,tanh", "leaky_relu:0.1:2",
+        "tanh:nan", "no_such_module_xyz:fn", "math:no_such_function")],
+    *[("--seeds", v, "'seeds'") for v in ("0", "-2", "1.5", "abc", "", "1,2", "true", "100001")],
+    *[("--batch", v, "'batch'") for v in ("0", "-1", "abc", "2.5", "1e12", "10000001")],
+    *[("--seed", v, "'seed'") for v in ("-1", "abc", "1.5", "9223372036854775808", "")],
+    *[("--dtype", v, "'dtype'") for v in ("float16", "", "abc", "int32", "float", "64")],
+    ("--jobs", "-1", "jobs"),
+    ("--jobs", "abc", "jobs"),
+]
+
+
+def _invoke(args: list[str], cwd: Path, env: dict | None = None):
+    """Run ``hevar`` in ``cwd`` (so a default ``outputs/`` would land there)."""
+    import os
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(cli.app, args, env=env)
+    finally:
+        os.chdir(old)
+
+
+def _assert_rejected(result, name: str) -> str:
+    text = result.output
+    assert result.exit_code == 2, f"exit {result.exit_code}: {text}"
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in text
+    assert name in text, text
+    assert len(text.strip().splitlines()) == 1 or "Usage:" in text, text  # ours: one line; click's: usage block
+    return text
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def cwd(tmp_path):
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("option,value,name", CLI_CASES, ids=[f"{o}={v!r}" for o, v, _ in CLI_CASES])
+def test_bad_option_is_rejected_and_nothing_is_written(cwd, option, value, name):
+    args = dict(GOOD, **{option: value})
+    argv = ["sweep", *[x for kv in args.items() for x in kv], "--no-plot"]
+    result = _invoke(argv, cwd)
+    _assert_rejected(result, name)
+    assert _listing(cwd) == []  # no outputs/ entry
+    if option.strip("-") in ("depth", "width", "sigma-w2", "sigma-b2", "seeds", "batch", "seed", "dtype"):
+        assert "must be" in result.output and "Got " in result.output and "instead" in result.output
+
+
+def test_unknown_activation_suggests_the_closest_name(cwd):
+    result = _invoke(["sweep", "--act", "leaky_rleu:0.2", "--no-plot"], cwd)
+    assert "Did you mean 'leaky_relu'?" in _assert_rejected(result, "'act'")
+
+
+def test_message_format_is_the_one_format(cwd):
+    result = _invoke(["sweep", "--depth", "0", "--no-plot"], cwd)
+    assert result.output.strip() == "Error: The 'depth' parameter must be an int in the range [1, 100001). Got '0' instead."
+
+
+# --- paths: --out, --resume, --config, and `hevar plot RUN_DIR` ---------------------------------------
+
+
+def _path_cases(tmp: Path) -> list[tuple[list[str], str, Path | None]]:
+    """(argv after the good options, name in the message, a path that must not appear)."""
+    a_file = tmp / "a_file"
+    a_file.write_text("not a folder\n")
+    foreign = tmp / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine\n")
+    empty = tmp / "empty"
+    empty.mkdir()
+    bad_manifest = tmp / "bad_manifest"
+    bad_manifest.mkdir()
+    (bad_manifest / "manifest.json").write_text("{not json")
+    no_config = tmp / "no_config"
+    no_config.mkdir()
+    (no_config / "manifest.json").write_text(json.dumps({"hevar": "0"}))
+    bad_config = tmp / "bad_config_run"
+    bad_config.mkdir()
+    (bad_config / "manifest.json").write_text(json.dumps({"config": {"depth": [0]}}))
+    bad_toml = tmp / "bad.toml"
+    bad_toml.write_text("depth = \n")
+    binary = tmp / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00depth")
+    return [
+        (["--out", str(a_file / "run")], "'out'", a_file / "run"),
+        (["--out", str(a_file)], "'out'", None),
+        (["--out", str(a_file / "deeper" / "run")], "'out'", a_file / "deeper"),
+        (["--out", str(foreign)], "'out'", foreign / "manifest.json"),
+        (["--resume", str(empty)], "'resume'", empty / "points"),
+        (["--resume", str(a_file)], "'resume'", None),
+        (["--resume", str(tmp / "missing")], "'resume'", tmp / "missing"),
+        (["--resume", str(bad_manifest)], "manifest", bad_manifest / "points"),
+        (["--resume", str(no_config)], "manifest", no_config / "points"),
+        (["--resume", str(bad_config)], "'depth'", bad_config / "points"),
+        (["--config", str(tmp / "missing.toml")], "'config'", None),
+        (["--config", str(tmp)], "'config'", None),
+        (["--config", str(bad_toml)], "'config'", None),
+        (["--config", str(binary)], "'config'", None),
+    ]
+
+
+def test_bad_paths_are_rejected_and_nothing_is_written(tmp_path, cwd):
+    for extra, name, must_not_exist in _path_cases(tmp_path):
+        before = _listing(tmp_path)
+        argv = ["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", *extra]
+        result = _invoke(argv, cwd)
+        _assert_rejected(result, name)
+        assert _listing(tmp_path) == before, extra  # nothing created anywhere, cwd included
+        if must_not_exist is not None:
+            assert not must_not_exist.exists(), extra
+
+
+def test_a_rejected_out_leaves_no_parent_folders(tmp_path, cwd, monkeypatch):
+    """A run folder whose parents had to be created, then fails its write probe: all removed."""
+    from hevar import store
+
+    def refuse(self, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(UsageError, match="'out'"):
+        store.prepare_run_dir(tmp_path / "new" / "deeper" / "run")
+    assert not (tmp_path / "new").exists()
+
+
+def _plot_cases(tmp: Path) -> list[tuple[Path, str]]:
+    a_file = tmp / "a_file"
+    a_file.write_text("x\n")
+    empty = tmp / "empty_run"
+    empty.mkdir()
+    garbled = tmp / "garbled"
+    garbled.mkdir()
+    (garbled / "layers.csv").write_text("activation,depth\nrelu,1,2\n")
+    (garbled / "summary.csv").write_text("")
+    no_summary = tmp / "no_summary"
+    no_summary.mkdir()
+    (no_summary / "layers.csv").write_text("x\n")
+    return [(tmp / "missing", "'run_dir'"), (a_file, "'run_dir'"), (empty, "'run_dir'"),
+            (garbled, "'run_dir'"), (no_summary, "'run_dir'")]
+
+
+def test_plot_rejects_what_is_not_a_run_folder(tmp_path, cwd):
+    for run_dir, name in _plot_cases(tmp_path):
+        before = _listing(tmp_path)
+        result = _invoke(["plot", str(run_dir)], cwd)
+        _assert_rejected(result, name)
+        assert _listing(tmp_path) == before  # no plots/ folder made
+        assert _listing(cwd) == []
+
+
+# --- config-file keys ----------------------------------------------------------------------------------
+
+# (TOML text, name the message must contain)
+CONFIG_CASES = [
+    *[(f"depth = {v}", "'depth'") for v in ("0", '"abc"', "1.5", "true", "[]", "[1, 0]", "{a = 1}", '"1,,2"', "-3")],
+    *[(f"width = {v}", "'width'") for v in ("-3", '"2,,3"', "0.5", '["a"]')],
+    *[(f"sigma_w2 = {v}", "'sigma-w2'") for v in ('"4:1:0.5"', "0", '["a"]', "nan", "inf", "-2", "false", '""')],
+    ('"sigma-w2" = "1:2"', "'sigma-w2'"),
+    *[(f"sigma_b2 = {v}", "'sigma-b2'") for v in ("-1", '"x"', "-inf")],
+    *[(f"act = {v}", "'act'") for v in ('"rleu"', "5", '["relu", ""]', '"leaky_relu:2"', "[]", "[1]", '"relu:1"')],
+    *[(f"seeds = {v}", "'seeds'") for v in ("0", '"x"', "[1]", "1.5", "true")],
+    *[(f"batch = {v}", "'batch'") for v in ("0", "false", "-5", '"1e12"')],
+    *[(f"seed = {v}", "'seed'") for v in ("-1", "1.5", '"s"')],
+    *[(f"dtype = {v}", "'dtype'") for v in ('"float16"', "64", "[]")],
+    *[(f"out = {v}", "'out'") for v in ("3", '""', "[]")],
+    *[(f"plot = {v}", "'plot'") for v in ('"yes"', "1")],
+    ("depht = 3", "'config'"),
+    ("[sweep]\ndepth = 3", "'config'"),
+    ('sigma_w2 = "1"\nsigma-w2 = "2"', "'config'"),
+    ("depth = ", "'config'"),
+    ("depth = 3\ndepth = 4", "'config'"),
+]
+
+
+@pytest.mark.parametrize("text,name", CONFIG_CASES, ids=[t.replace("\n", "; ") for t, _ in CONFIG_CASES])
+def test_bad_config_key_is_rejected_and_nothing_is_written(tmp_path, cwd, text, name):
+    preset = tmp_path / "preset.toml"
+    preset.write_text(text + "\n")
+    result = _invoke(["sweep", "--config", str(preset), "--depth", "3", "--width", "4", "--seeds", "1",
+                      "--batch", "2", "--no-plot"] if not text.startswith(("depth", "width", "seeds", "batch"))
+                     else ["sweep", "--config", str(preset), "--no-plot"], cwd)
+    message = _assert_rejected(result, name)
+    assert _listing(cwd) == []
+    if name not in ("'config'",):
+        assert str(preset) in message  # a value from the file names the file
+
+
+def test_config_unknown_key_suggests_the_closest(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("sigma_w = 2\n")
+    with pytest.raises(UsageError, match="Did you mean 'sigma-w2'"):
+        read_preset(preset)
+
+
+def test_a_flag_overrides_a_bad_preset_value_and_is_blamed_alone(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("depth = 0\nwidth = 0\n")
+    with pytest.raises(UsageError) as err:
+        build_config(dict(depth="3"), read_preset(preset))
+    assert "'width'" in str(err.value) and str(preset) in str(err.value)
+    with pytest.raises(UsageError) as err:
+        build_config(dict(depth="0", width="4"), read_preset(preset))
+    assert "'depth'" in str(err.value) and str(preset) not in str(err.value)  # the flag's value, not the file's
+
+
+# --- the memory guard ----------------------------------------------------------------------------------
+
+
+def test_memory_guard_refuses_before_anything_is_written(cwd):
+    from hevar import resources
+
+    flags = dict(act="gelu", depth="200", width="64", batch="512", seeds="1")
+    cfg = build_config(flags)
+    need = resources.task_memory(cfg, "gelu", 200, 64)
+    helps = max(resources.task_memory(cfg, "gelu", 200, 64, dtype="float32"),
+                resources.task_memory(cfg, "gelu", 200, 64, batch=1))
+    limit = (helps + need) // 2  # enough for float32 or a batch of one, not for this run
+    assert helps < limit < need
+    argv = ["sweep", *[x for k, v in flags.items() for x in (f"--{k}", v)], "--no-plot"]
+    result = _invoke(argv, cwd, env={"HEVAR_MEMORY_LIMIT": str(limit)})
+    message = _assert_rejected(result, "'batch'")
+    assert f"{limit / 2**20:.3g} MiB is available (HEVAR_MEMORY_LIMIT)" in message
+    assert f"needs about {need / 2**20:.3g} MiB" in message
+    suggested = int(re.search(r"--batch (\d+) or less", message).group(1))
+    assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested) <= limit
+    assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested + 1) > limit
+    assert "--dtype float32" in message
+    assert _listing(cwd) == []
+
+
+def test_memory_guard_names_a_bad_limit(cwd):
+    result = _invoke(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot"], cwd,
+                     env={"HEVAR_MEMORY_LIMIT": "lots"})
+    _assert_rejected(result, "HEVAR_MEMORY_LIMIT")
+    assert _listing(cwd) == []
+
+
+def test_memory_guard_uses_the_engine_estimate_of_one_configuration(monkeypatch):
+    from hevar import resources
+    from hevar.engine import memory_estimate
+
+    cfg = build_config(dict(act="relu", depth="30", width="16,64", sigma_w2="1,2,3,4", batch="8"))
+    need = memory_estimate((64,) * 31, 1, 8, "float64", act=parse_activation("relu"))
+    resources.check_memory(cfg, memory=resources.Memory(need, "test"))  # exactly enough: passes
+    with pytest.raises(UsageError, match=r"\(relu, depth 30, width 64, batch 8, float64\)"):
+        resources.check_memory(cfg, memory=resources.Memory(need - 1, "test"))
+    with pytest.raises(UsageError, match="for 2 workers"):
+        resources.check_memory(cfg, workers=2, memory=resources.Memory(need, "test"))
+    assert resources.parse_size("1.5G") == 3 * 2**29 and resources.parse_size("4096") == 4096
+
+
+def test_memory_limit_is_read_from_the_machine_when_not_set(monkeypatch):
+    from hevar import resources
+
+    monkeypatch.delenv("HEVAR_MEMORY_LIMIT", raising=False)
+    memory = resources.available_memory()
+    assert memory is None or memory.available > 0
+
+
+# --- programming errors are not user errors ------------------------------------------------------------
+
+
+def test_a_programming_error_still_raises(cwd, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not bad input")
+
+    monkeypatch.setattr(cli, "build_config", broken)
+    result = _invoke(["sweep", "--no-plot"], cwd)
+    assert isinstance(result.exception, ZeroDivisionError)
+    assert result.exit_code == 1
+
+
+# --- property-based: the grid parser -------------------------------------------------------------------
+
+positive = st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(positive, min_size=1, max_size=20))
+def test_grid_float_lists_round_trip(values):
+    text = ",".join(repr(v) for v in values)
+    expect = tuple(dict.fromkeys(values))
+    assert parse_grid("sigma-w2", text, float, 0, lo_open=True, allow_range=True) == expect
+    assert parse_grid("sigma-w2", values, float, 0, lo_open=True, allow_range=True) == expect  # a TOML list
+
+
+@given(st.lists(st.integers(min_value=1, max_value=100_000), min_size=1, max_size=20))
+def test_grid_int_lists_round_trip(values):
+    expect = tuple(dict.fromkeys(values))
+    assert parse_grid("depth", " , ".join(map(str, values)), int, 1, 100_001) == expect
+    assert parse_grid("depth", values, int, 1, 100_001) == expect
+
+
+@given(start=st.integers(0, 10_000), step=st.integers(1, 1_000), n=st.integers(0, 300), extra=st.data())
+@example(start=10, step=10, n=2, extra=None)  # 0.1:0.3:0.1 is (0.1, 0.2, 0.3) exactly
+def test_grid_ranges_are_inclusive_and_increasing(start, step, n, extra):
+    """start:stop:step in hundredths, stop on the grid or between two points."""
+    frac = 0 if extra is None else extra.draw(st.integers(0, step - 1))
+    text = f"{Decimal(start) / 100}:{Decimal(start + n * step + frac) / 100}:{Decimal(step) / 100}"
+    values = parse_grid("sigma-b2", text, float, 0, allow_range=True)
+    assert values == tuple(float(Decimal(start + i * step) / 100) for i in range(n + 1))
+    assert all(a < b for a, b in zip(values, values[1:]))
+    stop = float(Decimal(start + n * step + frac) / 100)
+    assert values[-1] <= stop and (frac != 0 or values[-1] == stop)  # inclusive when stop is on the grid
+
+
+@given(a=st.floats(-1e6, 1e6), b=st.floats(-1e6, 1e6), step=st.floats(-1e6, 1e6))
+def test_grid_backwards_or_non_positive_ranges_always_raise(a, b, step):
+    assume(b < a or step <= 0)
+    with pytest.raises(UsageError, match="'sigma-b2'"):
+        parse_grid("sigma-b2", f"{a!r}:{b!r}:{step!r}", float, -math.inf, allow_range=True)
+
+
+grid_text = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet="0123456789.,:-+eE _naif", max_size=30),
+    st.lists(st.sampled_from(["1", "0", "-1", "2.5", "1e400", "nan", "inf", "", " ", "1e-320", "3", "x"]),
+             min_size=1, max_size=4).map(lambda parts: ":".join(parts) if len(parts) == 3 else ",".join(parts)),
+)
+grid_raw = st.one_of(grid_text, st.none(), st.booleans(), st.integers(), st.floats(),
+                     st.lists(st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.booleans()), max_size=4),
+                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=300)
+@given(raw=grid_raw, kind=st.sampled_from([int, float]), allow_range=st.booleans())
+@example(raw="1:2:1e-300", kind=float, allow_range=True)
+@example(raw="-1e308:1e308:1", kind=float, allow_range=True)
+@example(raw=[10**400], kind=float, allow_range=False)
+@example(raw=[1e300], kind=int, allow_range=False)
+def test_grid_parser_raises_only_usage_errors(raw, kind, allow_range):
+    try:
+        values = parse_grid("grid", raw, kind, 0, 1e6, lo_open=True, allow_range=allow_range)
+    except UsageError as exc:
+        assert "'grid'" in str(exc) and exc.param == "grid"
+        return
+    assert values and all(type(v) is kind and 0 < v < 1e6 for v in values)
+    assert len(set(values)) == len(values)
+
+
+# --- property-based: the activation parser -------------------------------------------------------------
+
+# "MODULE:FUNCTION" imports user code; arbitrary text must not import arbitrary modules in a test.
+_USER_FORM = re.compile(r"^\s*[A-Za-z_][\w.]*:[A-Za-z_]\w*(:[A-Za-z_][\w.]*:[A-Za-z_]\w*)?\s*$")
+
+act_text = st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda name, params: ":".join([name, *params]),
+              st.sampled_from(sorted(FAMILIES) + ["swish", "Leaky-ReLU", "RELU", "relu ", " gelu"]),
+              st.lists(st.one_of(st.floats().map(repr), st.text(alphabet="0123456789.-e x", max_size=6)),
+                       max_size=3)),
+)
+
+
+@settings(max_examples=300)
+@given(act_text)
+@example("leaky_relu:0.1234567890123")
+@example("leaky_relu:-0.0")
+@example("elu:1e-300")
+def test_activation_parser_is_canonical_or_a_usage_error(text):
+    assume(not _USER_FORM.match(text) or text.split(":")[0].strip().lower().replace("-", "_") in FAMILIES)
+    try:
+        act = parse_activation(text)
+    except UsageError as exc:
+        assert "'act'" in str(exc)
+        return
+    again = parse_activation(act.name)
+    assert again.name == act.name
+    assert parse_activation(again.name).name == act.name
