@@ -161,13 +161,25 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _print_summary(rows: list[dict]) -> None:
-    table = Table(title="χ̂: measured per-layer growth of q̃ˡ (1 = stable) against mean-field χ", title_justify="left")
-    for col in ("activation", "L", "N", "σ_b²", "σ_w²·N", "χ̂ ± se", "χ theory", "critical σ_w²·N", "status"):
-        table.add_column(col, justify="left" if col in ("activation", "status") else "right")
+    from rich import box
+
+    table = Table(title="χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("activation", "L", "N", "σ_b²", "σ_w²·N", "χ̂", "± se", "χ theory", "status"):
+        table.add_column(col, justify="left" if col in ("activation", "status") else "right",
+                         no_wrap=col in ("activation", "status"))
+    critical: dict[tuple, str] = {}
     for r in rows:
-        table.add_row(r["activation"], str(r["depth"]), str(r["width"]), f"{r['sigma_b2']:g}", f"{r['sigma_w2_n']:g}",
-                      f"{_fmt(r['chi_hat'])} ± {_fmt(r['chi_hat_se'])}", _fmt(r["chi_theory"]),
-                      _fmt(r["sigma_w2_n_crit"], 4), r["status"])
+        crit = r["sigma_w2_n_crit"]
+        at_crit = math.isfinite(crit) and math.isclose(r["sigma_w2_n"], crit, rel_tol=1e-9)
+        table.add_row(r["activation"], str(r["depth"]), str(r["width"]), f"{r['sigma_b2']:g}",
+                      f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
+                      _fmt(r["chi_theory"]), r["status"])
+        critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
+            + f" ({r['critical_kind']})"
+    table.caption = "critical σ_w²·N (◀): " + "; ".join(
+        f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
+    table.caption_justify = "left"
     out.print(table)
 
 

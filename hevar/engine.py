@@ -350,8 +350,16 @@ def measure(
 
 
 def _colsq(a: Array) -> Array:
-    """Σ over rows of a², per column, as float64 (a: (n, C))."""
-    return np.einsum("nc,nc->c", a, a).astype(float)
+    """Σ over rows of a², per column, as float64 (a: (n, C)).
+
+    Summed in the array's dtype (fast); where a square or the sum leaves the dtype's range, as
+    float32 does at |a| ≈ 1e19, summed again in float64 so that only a true overflow of a is one.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        col = np.einsum("nc,nc->c", a, a)
+    if a.dtype != np.float64 and not np.all(np.isfinite(col)):
+        col = np.einsum("nc,nc->c", a, a, dtype=float)
+    return col.astype(float, copy=False)
 
 
 def _measure_chunk(kernel: _Pointwise, homogeneous: bool, widths: tuple[int, ...], weight_std: Array,
@@ -402,10 +410,12 @@ def _measure_chunk(kernel: _Pointwise, homogeneous: bool, widths: tuple[int, ...
         G = weights.get(l + 1)
         z = view(z_buf, n_out)
         z3 = z.reshape(n_out, K, batch)
-        if l == 0:
-            z3[...] = (G @ x)[:, None, :]  # the same for every configuration
-        else:
-            np.matmul(G, h, out=z)
+        # A non-homogeneous forward pass may overflow here; it is detected and recorded below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if l == 0:
+                z3[...] = (G @ x)[:, None, :]  # the same for every configuration
+            else:
+                np.matmul(G, h, out=z)
         h_scale[l] = log_h_scale
         if homogeneous:
             log_a = log_h_scale + log_w[:, l]  # zˡ = exp(log_a)·u + σ_b·b
@@ -424,16 +434,15 @@ def _measure_chunk(kernel: _Pointwise, homogeneous: bool, widths: tuple[int, ...
                     z3[:, ~np.isfinite(top), :] = 0
                     top = np.where(np.isfinite(top), top, 0.0)
         else:
-            np.multiply(z3, weight_std[:, l].astype(dt)[None, :, None], out=z3)
-            if has_bias:
-                b = streams.bias(l + 1, n_out, dt)
-                np.add(z3, b[:, None, None] * bias_std.astype(dt)[None, :, None], out=z3)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.multiply(z3, weight_std[:, l].astype(dt)[None, :, None], out=z3)
+                if has_bias:
+                    b = streams.bias(l + 1, n_out, dt)
+                    np.add(z3, b[:, None, None] * bias_std.astype(dt)[None, :, None], out=z3)
             top = log_h_scale  # zeros: non-homogeneous φ runs unscaled
-        with np.errstate(over="ignore", invalid="ignore"):
-            col = _colsq(z)
-            if not homogeneous and not np.all(np.isfinite(col)):  # squares past the dtype: use float64
-                col = np.einsum("nc,nc->c", z, z, dtype=float)
-        ms = col.reshape(K, batch).sum(axis=1) / (n_out * batch)
+        col = _colsq(z)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing block is recorded below
+            ms = col.reshape(K, batch).sum(axis=1) / (n_out * batch)
         z_ms[l], z_top[l] = ms, top
         log_z_scale = top
         if homogeneous:

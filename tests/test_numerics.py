@@ -156,8 +156,6 @@ def test_reductions_of_an_overflowing_sweep_print_no_warnings():
 
 
 @pytest.mark.skipif(UNBOUNDED is None, reason="no unbounded non-homogeneous activation registered")
-@pytest.mark.xfail(strict=False, reason="the engine warns on the way to an overflow it then records (a float "
-                   "sum of squares past the dtype; log(0) of a dead configuration's norms): engine owner to fix")
 def test_a_whole_overflowing_sweep_prints_no_runtime_warning(tmp_path):
     _, output = _sweep(tmp_path, "--act", UNBOUNDED, "--depth", "600", "--width", "32", "--sigma-w2", "2,8",
                        "--seeds", "2", "--batch", "4")
