@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from hevar import store
 from hevar.cli import app
 from hevar.config import build_config
-from hevar.sweep import execute, fit_layers, plan, reduce
+from hevar.sweep import execute, fit_layers, plan, reduce, run_task
 
 LAYERS_CONTRACT = ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2", "layer", "q", "q_theory",
                    "q_tilde", "q_tilde_lo", "q_tilde_hi", "q_tilde_theory", "grad_norm2", "grad_norm2_theory")
@@ -58,7 +58,7 @@ def test_csv_contract(smoke_run):
 def test_chi_hat_brackets_one_at_he_initialization():
     """χ̂ is below 1 under 2/N, above it over, and within 3 SE of σ_w²N/2 everywhere (ReLU)."""
     cfg = build_config(dict(act="relu", depth="30", width="256", sigma_w2="1,2,3", seeds="6", batch="32"))
-    results = {t: __import__("hevar.sweep", fromlist=["run_task"]).run_task(cfg, t) for t in plan(cfg)}
+    results = {t: run_task(cfg, t) for t in plan(cfg)}
     _, summary, _ = reduce(cfg, results)
     for row in summary:
         expected = row["sigma_w2_n"] / 2
@@ -81,3 +81,19 @@ def test_resume_skips_finished_tasks(tmp_path):
     assert computed == []
     for task in plan(cfg):
         np.testing.assert_array_equal(first[task].log_q_tilde, again[task].log_q_tilde)
+
+
+@pytest.mark.parametrize("act,sigma_w2", [("tanh", "1,1.76095,3"), ("selu", "0.5,0.90177,1.5"), ("gelu", "1,3")])
+def test_chi_hat_matches_chi1_for_non_homogeneous_activations(act, sigma_w2):
+    """Monte Carlo against theory at σ_b² = 0.05, where the forward pass settles on a finite q*
+    (or, for gelu at 3, grows to q* = ∞ with χ₁ = 3/2): χ̂ within 3 jackknife SE of χ₁.
+    At the critical values (1.76095 for tanh, 0.90177 for selu) χ₁ = 1."""
+    cfg = build_config(dict(act=act, depth="30", width="256", sigma_w2=sigma_w2, sigma_b2="0.05",
+                            seeds="6", batch="32"))
+    results = {t: run_task(cfg, t) for t in plan(cfg)}
+    _, summary, _ = reduce(cfg, results)
+    for row in summary:
+        assert abs(row["chi_hat"] - row["chi1"]) < 3 * row["chi_hat_se"] + 1e-3, row
+    crit = [r for r in summary if abs(r["sigma_w2_n"] - r["sigma_w2_n_crit"]) < 1e-4]
+    for row in crit:
+        assert row["chi1"] == pytest.approx(1.0, abs=1e-4)
