@@ -57,6 +57,16 @@ def sweep(
         help="Activation(s), comma-separated: relu, leaky_relu:SLOPE, linear, tanh, … (see `hevar activations`). [default: relu]"),
     depth: Optional[str] = typer.Option(None, "--depth", metavar="LIST", help="Number of layers L, comma list. [default: 50]"),
     width: Optional[str] = typer.Option(None, "--width", metavar="LIST", help="Units per layer N, comma list. [default: 256]"),
+    widths: Optional[str] = typer.Option(None, "--widths", metavar="PROFILE",
+        help="Every layer's width N_0..N_L instead of --width: 1024,512,256 (fixes L), pyramid:N_FIRST:N_LAST "
+        "(geometric over --depth) or constant:N."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="LIST",
+        help="Fan N_fan(l) the variance is divided by, σ_{w,l}² = (σ_w²·N)/N_fan(l), comma list: fan_in (N_{l-1}, "
+        "forward condition), fan_out (N_l, He's backward condition), fan_avg (their mean). fan_in is the default "
+        "because it is what --width runs do and PyTorch's default. [default: fan_in]"),
+    dist: Optional[str] = typer.Option(None, "--dist", metavar="LIST",
+        help="Weight distribution(s), comma list: normal, uniform, truncnormal (PyTorch trunc_normal_, cut at "
+        "absolute ±2), truncnormal_keras (cut at ±2 std, variance corrected), orthogonal. [default: normal]"),
     sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="GRID",
         help="Weight variance in units of 1/N (2 means σ_w² = 2/N): comma list or start:stop:step. [default: 0.5:4:0.5]"),
     sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="GRID", help="Bias variance σ_b² (raw), comma list or start:stop:step. [default: 0]"),
@@ -77,7 +87,7 @@ def sweep(
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
-                 seeds=seeds, batch=batch, seed=seed, dtype=dtype)
+                 seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
     executor = executors.open_executor(jobs, scheduler)
@@ -141,6 +151,7 @@ def sweep(
         store.write_csv(run_dir / "layers.csv", store.LAYER_COLUMNS, layer_rows)
         store.write_csv(run_dir / "summary.csv", store.SUMMARY_COLUMNS, summary_rows)
         store.write_csv(run_dir / "theory.csv", store.THEORY_COLUMNS, theory_rows)
+        store.write_csv(run_dir / "seeds.csv", store.SEED_COLUMNS, sweep_mod.seed_rows(cfg, results))
     except KeyboardInterrupt:
         if recorded:
             attempt.update(interrupted=_now(), computed=sweep_mod.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
@@ -165,20 +176,27 @@ def _print_summary(rows: list[dict]) -> None:
 
     table = Table(title="χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("activation", "L", "N", "σ_b²", "σ_w²·N", "χ̂", "± se", "χ theory", "status"):
-        table.add_column(col, justify="left" if col in ("activation", "status") else "right",
+    # Fan mode and weight distribution: a column only when some row leaves the defaults.
+    inits = [" ".join(v for v, default in ((r.get("mode", ""), "fan_in"), (r.get("dist", ""), "normal"))
+                      if v and v != default) for r in rows]
+    profiles = sorted({r.get("widths", "") for r in rows} - {""})
+    columns = ("activation", "L", "N", "σ_b²", "σ_w²·N", "χ̂", "± se", "χ theory", "status") + (("init",) if any(inits) else ())
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("activation", "status", "init") else "right",
                          no_wrap=col in ("activation", "status"))
     critical: dict[tuple, str] = {}
-    for r in rows:
+    for r, init in zip(rows, inits):
         crit = r["sigma_w2_n_crit"]
         at_crit = math.isfinite(crit) and math.isclose(r["sigma_w2_n"], crit, rel_tol=1e-9)
         table.add_row(r["activation"], str(r["depth"]), str(r["width"]), f"{r['sigma_b2']:g}",
                       f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
-                      _fmt(r["chi_theory"]), r["status"])
+                      _fmt(r["chi_theory"]), r["status"], *([init or "—"] if any(inits) else []))
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
             + f" ({r['critical_kind']})"
     table.caption = "critical σ_w²·N (◀): " + "; ".join(
         f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
+    if any(not p.startswith("constant:") for p in profiles):
+        table.caption += "\nwidths N_0..N_L: " + ", ".join(profiles) + " (N is N_0)"
     table.caption_justify = "left"
     out.print(table)
 
@@ -246,6 +264,62 @@ def theory_command(
     for row in report["layers"]:
         layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
     out.print(layers)
+
+
+@app.command("gains")
+@user_errors
+def gains_command(
+    act: Optional[str] = typer.Option(None, "--act", metavar="LIST",
+        help="Activation(s), comma-separated (see `hevar activations`). [default: every built-in one]"),
+    sigma_b2: float = typer.Option(0.0, "--sigma-b2", help="Bias variance σ_b² (raw)."),
+    depth: int = typer.Option(50, "--depth", metavar="L", help="Layers over which the gradient factor q̃¹/q̃ᴸ is predicted."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (keys: see hevar/gains.py; nan → null, ±inf → \"inf\"/\"-inf\")."),
+) -> None:
+    """What PyTorch's and Keras' default initialisations mean at constant width: σ_w²·N, the
+    theory's χ₁ there, the predicted gradient factor q̃¹/q̃ᴸ over the depth and a verdict, next to
+    hevar's critical value; with the `hevar sweep` that measures each."""
+    import json
+
+    from hevar import gains
+    from hevar.activations import parse_activation
+
+    acts = None if act is None else [parse_activation(a) for a in act.split(",") if a.strip()]
+    table = gains.gains_table(acts, sigma_b2=sigma_b2, depth=depth)
+    if as_json:
+        out.print(json.dumps(_json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
+                  soft_wrap=True)
+        return
+    from rich import box
+
+    lo, hi = gains.STABLE_BAND
+    grid = Table(title=f"Framework initialisations at constant width N, σ_b² = {table.sigma_b2:g}: "
+                 f"gradient factor over L = {table.depth} layers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("activation", "left"), ("σ_w²·N", "right"), ("initialisation", "left"), ("χ₁", "right"),
+                         ("q̃¹/q̃ᴸ", "right"), ("verdict", "left")):
+        grid.add_column(col, justify=justify, no_wrap=col != "initialisation")
+    for entry in table.activations:
+        for k, group in enumerate(entry.by_value()):
+            row = group[0]
+            names: dict[str, list[str]] = {}
+            for r in group:
+                names.setdefault({"pytorch": "torch"}.get(r.framework, r.framework), []).append(r.short)
+            label = " · ".join(f"{fw} {', '.join(shorts)}" for fw, shorts in names.items())
+            grid.add_row(entry.activation if k == 0 else "", f"{row.sigma_w2_n:.4g}", label, _fmt(row.chi1, 3),
+                         f"{row.factor:.2g}" if math.isfinite(row.factor) else _num(row.factor), row.verdict,
+                         end_section=k == len(entry.by_value()) - 1)
+    grid.caption = (f"verdict: q̃¹/q̃ᴸ (mean-field trajectory from input variance 1) < {lo:g} vanishing, "
+                    f"[{lo:g}, {hi:g}] stable, > {hi:g} exploding. kaiming/xavier: PyTorch's defaults (gain √2 / 1); "
+                    "(gain): with calculate_gain(act); keras he/lecun/glorot: _normal and _uniform; "
+                    "critical: hevar's χ₁ = 1. torch Linear also draws a bias with σ_b² = 1/(3N).")
+    grid.caption_justify = "left"
+    out.print(grid)
+    for entry in table.activations:
+        if entry.note:
+            out.print(f"{entry.activation}: {entry.note}.", markup=False, highlight=False)
+    out.print("Measure them (compare log10_q_tilde_ratio with log10_q_tilde_ratio_theory in summary.csv):",
+              markup=False, highlight=False)
+    for entry in table.activations:
+        out.print(f"  {entry.command}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("activations")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from hevar import init
 from hevar.activations import parse_activation
 from hevar.errors import UsageError
 
@@ -41,15 +42,22 @@ class SweepConfig:
     batch: int = 128  # B, inputs per network
     seed: int = 0  # base seed; every random stream derives from it
     dtype: str = "float64"  # float32 or float64 arithmetic in the engine
+    widths: str = ""  # width profile N_0..N_L (hevar.init.parse_widths); "" = constant widths from `width`
+    mode: tuple[str, ...] = ("fan_in",)  # fan modes: σ_{w,l}² = σ_w²·N / N_fan(l) (hevar.init.MODES)
+    dist: tuple[str, ...] = ("normal",)  # weight distributions (hevar.init.DISTS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.widths:  # `width` then only mirrors N_0; leaving it out keeps the dict a valid input
+            del d["width"]
+        return d
 
 
 # Option name as the user writes it → field name.
 OPTION_NAMES = {
     "act": "act", "depth": "depth", "width": "width", "sigma-w2": "sigma_w2", "sigma-b2": "sigma_b2",
     "seeds": "seeds", "batch": "batch", "seed": "seed", "dtype": "dtype",
+    "widths": "widths", "mode": "mode", "dist": "dist",
 }
 # Keys a preset may hold besides the sweep's own (they configure the run, not the science).
 RUN_KEYS = ("out", "plot")
@@ -156,6 +164,50 @@ def _acts(raw: Any) -> tuple[str, ...]:
         raise UsageError(str(exc), param="act") from None
 
 
+def _choices(name: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list (or TOML list) of names from ``allowed``, repeats dropped."""
+    items = raw if isinstance(raw, (list, tuple)) else raw.split(",") if isinstance(raw, str) else None
+    if not items or any(not isinstance(t, str) or t.strip() not in allowed for t in items):
+        raise _bad(name, f"a comma list of {', '.join(allowed)}", raw)
+    return tuple(dict.fromkeys(t.strip() for t in items))
+
+
+def _resolve_widths(values: dict[str, Any], origin: Mapping[str, str]) -> dict[str, Any]:
+    """Settle ``widths`` against ``width`` and ``depth`` (``origin``: key → "preset" or "flags").
+
+    ``--widths`` and ``--width`` are exclusive when given at the same level; a flag overrides the
+    other one set in a preset. ``constant:N`` becomes ``width = N``. An explicit list fixes the
+    depth (a ``--depth`` given beside it must agree). ``width`` then holds N_0.
+    """
+    raw = values.get("widths")
+    if raw is None or raw == "" or raw == []:
+        values["widths"] = ""
+        return values
+    w_from, ws_from = origin.get("width"), origin.get("widths")
+    if w_from is not None and w_from == ws_from:
+        shown = lambda x: ",".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)  # noqa: E731
+        raise UsageError(f"The 'widths' parameter must be given without 'width' (--widths sets every layer's "
+                         f"width, --width a constant one). Got widths='{shown(raw)}' and width='{shown(values['width'])}' "
+                         f"instead.", param="widths")
+    if w_from == "flags" and ws_from == "preset":  # the flag wins
+        values["widths"] = ""
+        return values
+    spec = init.parse_widths(raw)
+    if spec.startswith("constant:"):
+        values.update(width=(int(spec.partition(":")[2]),), widths="")
+        return values
+    depth = init.profile_depth(spec)
+    if depth is not None:
+        if origin.get("depth") is not None and not (origin["depth"] == "preset" and ws_from == "flags"):
+            given = parse_grid("depth", values["depth"], int, 1, 100_001)
+            if given != (depth,):
+                raise _bad("depth", f"{depth}, the number of layers of --widths {spec}, or left out",
+                           values["depth"] if isinstance(values["depth"], str) else ",".join(map(str, given)))
+        values["depth"] = (depth,)
+    values.update(width=(init.layer_widths(spec, depth or 1)[0],), widths=spec)
+    return values
+
+
 def _validate(values: Mapping[str, Any]) -> SweepConfig:
     v = dict(values)
     dtype = str(v["dtype"]).strip().lower()
@@ -171,6 +223,9 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
         batch=_number("batch", v["batch"], int, 1, 10_000_001),
         seed=_number("seed", v["seed"], int, 0, 2**63),
         dtype=dtype,
+        widths=str(v.get("widths") or ""),
+        mode=_choices("mode", v["mode"], init.MODES),
+        dist=_choices("dist", v["dist"], init.DISTS),
     )
 
 
@@ -231,12 +286,14 @@ def build_config(flags: Mapping[str, Any], preset: Mapping[str, Any] | None = No
     """
     values = SweepConfig().to_dict()
     from_preset: set[str] = set()
+    origin: dict[str, str] = {}
     for source in (preset or {}, flags):
         given = {k: v for k, v in source.items() if v is not None and k in values}
         values.update(given)
         from_preset = from_preset - set(given) | (set(given) if source is preset else set())
+        origin.update(dict.fromkeys(given, "preset" if source is preset else "flags"))
     try:
-        return _validate(values)
+        return _validate(_resolve_widths(values, origin))
     except UsageError as exc:
         path = getattr(preset, "path", None)
         field = OPTION_NAMES.get(exc.param or "", exc.param)

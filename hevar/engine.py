@@ -71,6 +71,8 @@ class Streams:
 
     base_seed: int  # the run's --seed
     seed_index: int  # 0 .. seeds-1
+    dist: str = "normal"  # weight distribution (hevar.init.DISTS); part of the weights' key unless "normal"
+    trunc_at: tuple[float, ...] = ()  # dist "truncnormal": per layer l = 1..L, the cut 2/σ_{w,l} in stds
 
     def _normal(self, key: tuple[int, ...], shape: tuple[int, ...], dtype: np.dtype,
                 out: Array | None = None) -> Array:
@@ -83,8 +85,23 @@ class Streams:
         return rng.standard_normal(dtype=dtype, out=out)
 
     def weights(self, layer: int, n_out: int, n_in: int, dtype: np.dtype, out: Array | None = None) -> Array:
-        """Standard-normal Gˡ of shape (n_out, n_in)."""
-        return self._normal((_WEIGHTS, layer, n_out, n_in), (n_out, n_in), dtype, out)
+        """Standard draw Gˡ of shape (n_out, n_in): N(0, 1) entries, or those of ``dist``
+        (:func:`hevar.init.standard_draw`, keyed with the distribution's index in
+        :data:`hevar.init.DISTS`; ``truncnormal`` draws the same uniforms at every cut)."""
+        if self.dist == "normal":
+            return self._normal((_WEIGHTS, layer, n_out, n_in), (n_out, n_in), dtype, out)
+        from hevar import init
+
+        seq = np.random.SeedSequence(self.base_seed, spawn_key=(self.seed_index, _WEIGHTS, layer, n_out, n_in,
+                                                                init.DISTS.index(self.dist)))
+        cut = self.trunc_at[layer - 1] if self.dist == "truncnormal" else math.inf
+        G = init.standard_draw(np.random.default_rng(seq), self.dist, (n_out, n_in), cut)
+        if out is None:
+            return G.astype(dtype, copy=False)
+        if out.shape != (n_out, n_in) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {(n_out, n_in)}")
+        out[...] = G
+        return out
 
     def bias(self, layer: int, n: int, dtype: np.dtype) -> Array:
         """Standard-normal bias direction of layer ``layer``, shape (n,)."""
@@ -113,6 +130,7 @@ class Measurement:
     log_delta_norm2: Array  # ln mean over inputs of ‖δˡ‖²
     log_act_norm2: Array  # ln mean over inputs of ‖φ(zˡ⁻¹)‖²
     status: tuple[str, ...]  # per configuration: "ok", "overflow at layer l", "underflow at layer l"
+    weight_mean_sq: Array | None = None  # (K, L) mean of (Gˡ)² over entries: realised / nominal weight variance
 
 
 # --- pointwise kernels ------------------------------------------------------------------------------
@@ -277,8 +295,16 @@ class _Weights:
         self.streams, self.widths, self.dt, self.keep = streams, widths, dt, kept
         self.kept: dict[int, Array] = {}
         self.scratch: Array | None = None
+        self.mean_sq: dict[int, float] = {}  # layer → mean of (Gˡ)², recorded at its first draw
 
     def get(self, layer: int) -> Array:
+        G = self._get(layer)
+        if layer not in self.mean_sq:
+            flat = G.reshape(-1)
+            self.mean_sq[layer] = float(np.dot(flat, flat)) / flat.size
+        return G
+
+    def _get(self, layer: int) -> Array:
         if layer in self.kept:
             return self.kept[layer]
         n_out, n_in = self.widths[layer], self.widths[layer - 1]
@@ -346,7 +372,8 @@ def measure(
     ]
     fields = [np.concatenate([p[i] for p in parts]) for i in range(5)]
     status = tuple(s for p in parts for s in p[5])
-    return Measurement(*fields, status)
+    mean_sq = np.array([weights.mean_sq.get(l, np.nan) for l in range(1, len(widths))])
+    return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)))
 
 
 def _colsq(a: Array) -> Array:

@@ -8,6 +8,10 @@
 - ``stability.png``  the fitted per-layer factor χ̂ against σ_w²·N with the theory χ₁, the line χ = 1,
                      the theory's stable point and the interpolated empirical crossing χ̂ = 1;
 - ``depth_map.png``  log₁₀(q̃¹/q̃ᴸ) over depth × σ_w²·N (only when several depths were swept).
+- ``fan_modes.png``  N_l, qˡ and q̃ˡ per fan mode at the critical σ_w²·N, theory dashed (only with a
+                     width profile or several ``--mode`` values).
+- ``phase.png``      the measured χ̂ over the (σ_w²·N, σ_b²) plane with the theory's critical line χ₁ = 1
+                     (only when an activation has ≥ 2 σ_b² and ≥ 3 σ_w²·N values).
 
 Every figure is faceted by the configuration keys the run varies (activation, depth, width, σ_b²);
 keys that are constant go into the figure title. Per-layer quantities are drawn from the ``log10_*``
@@ -32,6 +36,7 @@ import matplotlib
 import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib import patheffects
+from matplotlib import transforms as mtransforms
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
@@ -238,7 +243,40 @@ def _key_text(name: str, value) -> str:
         return f"$N$ = {int(value)}"
     if name == "sigma_b2":
         return rf"$\sigma_b^2$ = {value:g}"
+    if name == "widths":
+        kind, _, rest = str(value).partition(":")
+        if kind == "constant":
+            return f"$N$ = {rest}"
+        if kind == "pyramid":
+            return "$N_l$: pyramid " + rest.replace(":", "→")
+        items = str(value).split(",")
+        return "$N_l$ = " + (str(value) if len(items) <= 5 else f"{items[0]},…,{items[-1]}")
+    if name == "mode":
+        return str(value).replace("_", "-")
+    if name == "dist":
+        return f"{value} weights"
     return f"{name} = {value}"
+
+
+def _variant_names(table: Table) -> tuple[str, ...]:
+    """The initialisation keys (width profile, fan mode, weight distribution) a run sets away from
+    the defaults; empty for a constant-width, fan-in, normal run (and for older runs without them)."""
+    names = []
+    if any(str(w) and not str(w).startswith("constant:") for w in _col(table, "widths")):
+        names.append("widths")
+    if any(str(m) not in ("", "fan_in") for m in _col(table, "mode")):
+        names.append("mode")
+    if any(str(d) not in ("", "normal") for d in _col(table, "dist")):
+        names.append("dist")
+    return tuple(names)
+
+
+def _config_keys(table: Table) -> tuple[str, ...]:
+    """CONFIG_KEYS plus the initialisation keys in use; with a width profile, ``widths`` replaces
+    ``width`` (which in layers.csv is the layer's own N_l)."""
+    extra = _variant_names(table)
+    base = tuple("widths" if k == "width" and "widths" in extra else k for k in CONFIG_KEYS)
+    return base + tuple(k for k in extra if k != "widths")
 
 
 def _describe(names: Sequence[str], key: tuple) -> str:
@@ -399,20 +437,21 @@ def _trace_legend_handles(quantity: str) -> list[Artist]:
 def _figure_traces(layers: Table, summary: Table, quantity: str) -> Figure | None:
     if f"log10_{quantity}" not in layers or not np.isfinite(_col(layers, f"log10_{quantity}")).any():
         return None
-    keys = _keys(layers, CONFIG_KEYS)
+    names = _config_keys(layers)
+    keys = _keys(layers, names)
     if not keys:
         return None
-    varying, constant = _split_keys(keys, CONFIG_KEYS)
+    varying, constant = _split_keys(keys, names)
     swept = _finite_unique(_col(layers, "sigma_w2_n"))
     norm = mcolors.Normalize(swept.min(), swept.max()) if swept.size > 1 else mcolors.Normalize(swept[0] - 1, swept[0] + 1)
 
     panel = (7.0, 4.6) if len(keys) == 1 else (5.0, 3.7)
     fig, axes = _grid(len(keys), panel, extra=(1.0, 1.0))
     for ax, key in zip(axes, keys):
-        plot_layer_traces(ax, _subset(layers, _mask(layers, CONFIG_KEYS, key)),
-                          _subset(summary, _mask(summary, CONFIG_KEYS, key)), quantity, norm=norm)
+        plot_layer_traces(ax, _subset(layers, _mask(layers, names, key)),
+                          _subset(summary, _mask(summary, names, key)), quantity, norm=norm)
         if varying:
-            ax.set_title(_describe([CONFIG_KEYS[i] for i in varying], tuple(key[i] for i in varying)))
+            ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)))
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=SEQUENTIAL_CMAP), ax=axes, shrink=0.9, aspect=30, pad=0.02)
     colorbar.set_label(S_LABEL + "  (curve colour)")
     for crit in _finite_unique(_col(summary, "sigma_w2_n_crit")):
@@ -422,7 +461,7 @@ def _figure_traces(layers: Table, summary: Table, quantity: str) -> Figure | Non
                ncols=3 if fig.get_figwidth() >= 8 else 2, frameon=False)
     what = {"q_tilde": r"Back-propagated error variance $\tilde q^{\,l}$ across layers",
             "grad_norm2": r"Weight-gradient norm $\|\partial J/\partial W^l\|^2$ across layers"}.get(quantity, quantity)
-    fig.suptitle(_title(what, CONFIG_KEYS, keys, constant, _seeds_text(summary, layers)))
+    fig.suptitle(_title(what, names, keys, constant, _seeds_text(summary, layers)))
     return fig
 
 
@@ -472,8 +511,9 @@ def plot_stability(ax: Axes, summary: Table, theory: Table | None = None, *, zoo
         theory_curve = tuple(np.array(v) for v in zip(*pairs)) if pairs else (np.array([]), np.array([]))
         theory_style = dict(color="black", lw=1.4, marker=".", ms=6, label=r"theory $\chi_1$ at swept points")
 
-    series = _keys(summary, ("depth", "width"))
-    series_varying, _ = _split_keys(series, ("depth", "width"))
+    series_names = ("depth", "width") + _variant_names(summary)
+    series = _keys(summary, series_names)
+    series_varying, _ = _split_keys(series, series_names)
     chi_hat, chi_se, status = _col(summary, "chi_hat"), _col(summary, "chi_hat_se"), _col(summary, "status")
     chi_fit_theory = _col(summary, "chi_theory")
     # The fit applied to the mean-field trajectory differs from χ₁ where a short net has not reached
@@ -483,13 +523,13 @@ def plot_stability(ax: Axes, summary: Table, theory: Table | None = None, *, zoo
     show_fit_theory = bool(both.any() and np.any(np.abs(chi_fit_theory[both] - chi1_col[both]) > 0.01 * np.abs(chi1_col[both])))
     offsets = (np.arange(len(series)) - (len(series) - 1) / 2) * 0.006 * span  # keep overlapping bars apart
     measured, notes, fit_theories = [], [], []
-    for colour, offset, (depth, width) in zip(_cycle(OKABE_ITO, len(series)), offsets, series):
-        rows = _mask(summary, ("depth", "width"), (depth, width))
+    for colour, offset, key in zip(_cycle(OKABE_ITO, len(series)), offsets, series):
+        rows = _mask(summary, series_names, key)
         order = np.argsort(s_all[rows])
         s, chi, se, st = s_all[rows][order], chi_hat[rows][order], chi_se[rows][order], status[rows][order]
         fit_theory = chi_fit_theory[rows][order]
         ok = np.isfinite(s) & np.isfinite(chi) & ((st == "ok") | (st == ""))
-        name = ", ".join(_key_text(("depth", "width")[i], (depth, width)[i]) for i in series_varying)
+        name = ", ".join(_key_text(series_names[i], key[i]) for i in series_varying)
         bad = np.isfinite(s) & ~ok
         notes += [f"{S_LABEL} = {v:.3g}{' (' + name + ')' if name else ''}: {t or 'no fit'}" for v, t in zip(s[bad], st[bad])]
         measured.append((colour, offset, name, s[ok], chi[ok], se[ok], empirical_crossing(s[ok], chi[ok], se[ok], near=s_crit)))
@@ -608,9 +648,12 @@ def _figure_stability(summary: Table, theory: Table | None) -> Figure | None:
         plot_stability(ax, _subset(summary, _mask(summary, names, key)), theory_rows)
         if varying:
             ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)))
-    depth_width = _keys(summary, ("depth", "width"))
-    _, fixed = _split_keys(depth_width, ("depth", "width"))
-    extra = [_key_text(("depth", "width")[i], depth_width[0][i]) for i in fixed]
+    series_names = ("depth", "width") + _variant_names(summary)
+    if "widths" in series_names:  # a profile: name it, not its N_0
+        series_names = tuple(n for n in series_names if n != "width")
+    depth_width = _keys(summary, series_names)
+    _, fixed = _split_keys(depth_width, series_names)
+    extra = [_key_text(series_names[i], depth_width[0][i]) for i in fixed]
     fig.suptitle(_title(r"Stability: fitted per-layer factor $\hat\chi$ against $\sigma_w^2 N$", names, keys, constant,
                         _seeds_text(summary), extra))
     return fig
@@ -718,7 +761,7 @@ def plot_depth_map(
 
 
 def _figure_depth_map(summary: Table) -> Figure | None:
-    names = ("activation", "width", "sigma_b2")
+    names = ("activation", "width", "sigma_b2") + _variant_names(summary)
     keys = [k for k in _keys(summary, names)
             if _finite_unique(_col(summary, "depth")[_mask(summary, names, k)]).size > 1]
     if not keys or not np.isfinite(_col(summary, "log10_q_tilde_ratio")).any():
@@ -744,9 +787,547 @@ def _figure_depth_map(summary: Table) -> Figure | None:
     return fig
 
 
+# --- phase diagram ---------------------------------------------------------------------------------
+
+PHASE_MIN_SIGMA_B2 = 2  # σ_b² values an activation needs for phase.png
+PHASE_MIN_SIGMA_W2 = 3  # σ_w²·N values it needs
+_CHI_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0, 1.25, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def critical_line(theory: Table, activation: str | None = None,
+                  summary: Table | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The theory's critical line χ₁ = 1 in the (σ_w²·N, σ_b²) plane, from a run folder's theory data.
+
+    For each σ_b² in ``theory`` (``theory.csv`` rows, restricted to ``activation`` when given), χ₁
+    is taken along its σ_w²·N grid and the first crossing of 1 is interpolated linearly between the
+    two grid points around it (:func:`empirical_crossing` without errors): exact for homogeneous φ,
+    where χ₁ ∝ σ_w²·N, and within ~h²·|χ₁''| for a grid step h where χ₁ crosses 1 at an angle
+    (~1e-4 for tanh at σ_b² > 0 on the sweep's 121-point grid). Where χ₁ *jumps* across 1 (theory
+    kind "jump": no σ_w²·N has χ₁ = 1 at the fixed point reached) the point lies inside the jump's
+    grid cell, which is still the boundary between the phases. Where χ₁ only touches 1 (tanh at
+    σ_b² = 0: χ₁ = s below 1, 1 + O((s − 1)²) above) the interpolation is off by up to a grid step;
+    give ``summary`` (``summary.csv`` rows) and its exact ``sigma_w2_n_crit`` (Brent's method on the
+    theory, see :func:`hevar.theory.critical_sigma_w2_n`) replaces the interpolation wherever it is
+    finite.
+
+    Parameters
+    ----------
+    theory : dict of column arrays
+        Rows of ``theory.csv``: ``activation``, ``sigma_b2``, ``sigma_w2_n``, ``chi1``.
+    activation : str, optional
+        Keep only this activation's rows.
+
+    Returns
+    -------
+    sigma_b2 : array, shape (K,)
+        The distinct σ_b² of the rows, increasing.
+    sigma_w2_n : array, shape (K,)
+        σ_w²·N where χ₁ = 1 at that σ_b²; nan where χ₁ does not reach 1 on the grid.
+    """
+    rows = theory if activation is None else _subset(theory, _col(theory, "activation") == activation)
+    b_col, s_col, chi_col = _col(rows, "sigma_b2"), _col(rows, "sigma_w2_n"), _col(rows, "chi1")
+    biases = _finite_unique(b_col)
+    line = np.full(biases.shape, np.nan)
+    for i, b in enumerate(biases):
+        at = np.isclose(b_col, b, rtol=1e-12, atol=0.0)
+        crossing = empirical_crossing(s_col[at], chi_col[at])
+        if crossing is not None:
+            line[i] = crossing.sigma_w2_n
+    if summary is not None:
+        rows = summary if activation is None else _subset(summary, _col(summary, "activation") == activation)
+        for b, crit in zip(_col(rows, "sigma_b2"), _col(rows, "sigma_w2_n_crit")):
+            hit = np.flatnonzero(np.isclose(biases, b, rtol=1e-12, atol=0.0))
+            if hit.size and np.isfinite(crit):
+                line[hit[0]] = crit
+    return biases, line
+
+
+def phase_norm(log_chi: np.ndarray) -> mcolors.Normalize:
+    """A diverging norm for ln χ̂, symmetric about 0 (χ̂ = 1, white), at least ±ln 1.25 wide."""
+    finite = np.abs(np.asarray(log_chi, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    vmax = max(float(finite.max()) if finite.size else 0.0, math.log(1.25))
+    return mcolors.Normalize(-vmax, vmax)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges halfway between sorted centres, the end cells as wide as their neighbours."""
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[centres[0] - (mid[0] - centres[0])], mid, [centres[-1] + (centres[-1] - mid[-1])]])
+
+
+def plot_phase(
+    ax: Axes,
+    summary: Table,
+    theory: Table | None = None,
+    *,
+    cmap: mcolors.Colormap = DIVERGING_CMAP,
+    norm: mcolors.Normalize | None = None,
+    annotate: bool | None = None,
+) -> list[Artist]:
+    """Draw the measured χ̂ over the (σ_w²·N, σ_b²) plane for one activation (and depth, width).
+
+    Each swept (σ_w²·N, σ_b²) is a cell coloured by ln χ̂ on a diverging map centred at χ̂ = 1
+    (blue: ordered, q̃ shrinks toward the input; red: chaotic, it grows); cells span halfway to
+    their neighbours, so the axes are true coordinates. On top: the theory's critical line χ₁ = 1
+    from ``theory`` (:func:`critical_line`, a point per σ_b² of the run, joined), and per σ_b² the
+    measured crossing χ̂ = 1 interpolated between swept σ_w²·N (:func:`empirical_crossing`, ± 2 s.e.).
+    The ordered and chaotic sides are named above the axes, as in Schoenholz et al. (2017), Fig. 1.
+    Cells with no χ̂ are grey, configurations whose status is not "ok" hatched. With ``annotate``
+    (default: at most 160 cells) each cell shows its χ̂.
+
+    Parameters
+    ----------
+    ax : Axes
+    summary : dict of column arrays
+        Rows of ``summary.csv`` for one activation, depth and width.
+    theory : dict of column arrays, optional
+        Rows of ``theory.csv`` (any activations; this one's are used).
+    """
+    artists: list[Artist] = []
+    s_col, b_col = _col(summary, "sigma_w2_n"), _col(summary, "sigma_b2")
+    chi_col, se_col, status = _col(summary, "chi_hat"), _col(summary, "chi_hat_se"), _col(summary, "status")
+    swept, biases = _finite_unique(s_col), _finite_unique(b_col)
+    if not swept.size or not biases.size:
+        return artists
+    grid = np.full((biases.size, swept.size), np.nan)
+    not_ok = np.zeros_like(grid, dtype=bool)
+    for s, b, chi, st in zip(s_col, b_col, chi_col, status):
+        if np.isfinite(s) and np.isfinite(b):
+            i, j = np.searchsorted(biases, b), np.searchsorted(swept, s)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grid[i, j] = np.log(chi) if chi > 0 else np.nan
+            not_ok[i, j] = st not in ("ok", "")
+    norm = norm or phase_norm(grid)
+    cmap = cmap.with_extremes(bad="0.85")
+    x_edges, y_edges = _edges(swept), _edges(biases)
+    artists.append(ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap=cmap, norm=norm,
+                                 edgecolors="white", lw=0.8))
+    for i, j in zip(*np.nonzero(not_ok)):
+        artists.append(ax.add_patch(Rectangle((x_edges[j], y_edges[i]), x_edges[j + 1] - x_edges[j],
+                                              y_edges[i + 1] - y_edges[i], fill=False, hatch="///", ec="0.25", lw=0)))
+    if annotate is None:
+        annotate = grid.size <= 160
+    if annotate:
+        for i, j in np.ndindex(grid.shape):
+            if np.isfinite(grid[i, j]):
+                r, g, b, _ = cmap(norm(grid[i, j]))
+                ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "black"
+                chi = math.exp(grid[i, j])
+                # in the upper part of the cell: the lines and markers run through the centres
+                y = biases[i] + 0.3 * (y_edges[i + 1] - biases[i])
+                artists.append(ax.text(swept[j], y, f"{chi:.2f}" if chi < 9.995 else f"{chi:.3g}",
+                                       ha="center", va="center", fontsize=_NOTE_SIZE - 1, color=ink))
+
+    activation = str(_col(summary, "activation")[0])
+    handles: list[Artist] = []
+    halo = [patheffects.Stroke(linewidth=4.2, foreground="white"), patheffects.Normal()]
+    if theory is not None:
+        b_line, s_line = critical_line(theory, activation, summary)
+        keep = np.isfinite(s_line)
+        if keep.any():
+            (line,) = ax.plot(s_line[keep], b_line[keep], color="black", lw=2.2, marker="o", ms=4, zorder=5,
+                              solid_capstyle="round", label=r"theory $\chi_1 = 1$ (depth $\to\infty$)",
+                              path_effects=halo)
+            artists.append(line)
+            handles.append(line)
+    found, fitted = [], []
+    chi_theory = _col(summary, "chi_theory")
+    for b in biases:
+        at = np.isclose(b_col, b, rtol=1e-12, atol=0.0) & np.isin(status, ("ok", ""))
+        crossing = empirical_crossing(s_col[at], chi_col[at], se_col[at])
+        if crossing is not None:
+            found.append((crossing.sigma_w2_n, b, crossing.se))
+        crossing = empirical_crossing(s_col[at], chi_theory[at])
+        fitted.append(crossing.sigma_w2_n if crossing is not None else np.nan)
+    fitted = np.array(fitted)
+    if np.isfinite(fitted).sum() >= 1:
+        (dashed,) = ax.plot(fitted, biases, color="0.15", lw=1.4, ls=(0, (4, 2.5)), zorder=5, path_effects=halo,
+                            label="theory, the same fit as $\\hat\\chi$ (this depth)")
+        artists.append(dashed)
+        handles.append(dashed)
+    if found:
+        s_m, b_m, se_m = (np.array(v) for v in zip(*found))
+        marks = ax.errorbar(s_m, b_m, xerr=2 * np.nan_to_num(se_m, nan=0.0), fmt="D", ms=6.5, mfc="#E69F00",
+                            mec="black", mew=1.0, ecolor="black", elinewidth=1.2, capsize=3, zorder=6,
+                            label=r"measured $\hat\chi = 1$ ($\pm$ 2 s.e.)")
+        artists.append(marks)
+        handles.append(marks)
+    wide = swept.size >= 8
+    for x, ha, text in ((0.0, "left", "◀ ordered: $\\chi_1 < 1$" + (", gradients vanish" if wide else "")),
+                        (1.0, "right", "chaotic: $\\chi_1 > 1$" + (", gradients explode" if wide else "") + " ▶")):
+        artists.append(ax.text(x, 1.015, text, transform=ax.transAxes, ha=ha, va="bottom", fontsize=_NOTE_SIZE + 1,
+                               fontweight="bold", color=cmap(0.1 if ha == "left" else 0.9)))
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    ax.set_xticks(swept, [f"{s:g}" for s in swept], rotation=45 if swept.size > 10 else 0)
+    ax.set_yticks(biases, [f"{b:g}" for b in biases])
+    ax.tick_params(length=0)
+    ax.set_xlabel(S_LABEL)
+    ax.set_ylabel(r"$\sigma_b^2$")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if handles:
+        # below the x-axis label, a fixed distance in inches whatever the panel's height
+        below = mtransforms.ScaledTranslation(0, -(0.85 if swept.size > 10 else 0.6), ax.figure.dpi_scale_trans)
+        artists.append(ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                                 bbox_transform=ax.transAxes + below, frameon=False, ncols=len(handles) if wide else 1))
+    return artists
+
+
+def _phase_ticks(norm: mcolors.Normalize) -> list[float]:
+    ticks = [math.log(c) for c in _CHI_TICKS if norm.vmin - 1e-12 <= math.log(c) <= norm.vmax + 1e-12]
+    return ticks if len(ticks) >= 3 else [norm.vmin, 0.0, norm.vmax]
+
+
+def _figure_phase(summary: Table, theory: Table | None) -> Figure | None:
+    names = tuple(c for c in store.KEY_COLUMNS if c not in ("sigma_w2", "sigma_w2_n", "sigma_b2"))
+    keys = []
+    for key in _keys(summary, names):
+        rows = _subset(summary, _mask(summary, names, key))
+        if (_finite_unique(_col(rows, "sigma_b2")).size >= PHASE_MIN_SIGMA_B2
+                and _finite_unique(_col(rows, "sigma_w2_n")).size >= PHASE_MIN_SIGMA_W2
+                and np.isfinite(_col(rows, "chi_hat")).any()):
+            keys.append(key)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, names)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = phase_norm(np.log(np.concatenate([_col(_subset(summary, _mask(summary, names, k)), "chi_hat")
+                                                 for k in keys])))
+    n_s = max(_finite_unique(_col(summary, "sigma_w2_n")).size, 6)
+    n_b = max(_finite_unique(_col(summary, "sigma_b2")).size, 2)
+    fig, axes = _grid(len(keys), (min(0.62 * n_s + 1.4, 12.0), min(0.48 * n_b + 1.6, 8.0)), extra=(2.6, 0.6),
+                      ncols_max=1)
+    for ax, key in zip(axes, keys):
+        plot_phase(ax, _subset(summary, _mask(summary, names, key)), theory, norm=norm)
+        if varying:
+            ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)), pad=22)
+    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=DIVERGING_CMAP), ax=axes, aspect=18, pad=0.02,
+                            ticks=_phase_ticks(norm))
+    colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{math.exp(v):.3g}"))
+    colorbar.set_label(r"measured $\hat\chi$ (log scale)" + "\n< 1 ordered · > 1 chaotic")
+    status = np.asarray(_col(summary, "status"), dtype=object)
+    if ((status != "ok") & (status != "")).any():
+        fig.text(0.01, 0.005, "hatched: status not ok · grey: no value", fontsize=_NOTE_SIZE, ha="left", va="bottom")
+    fig.suptitle(_title(r"Phase diagram: measured per-layer factor $\hat\chi$ of $\tilde q^{\,l}$ over "
+                        r"($\sigma_w^2 N$, $\sigma_b^2$)", names, keys, constant, _seeds_text(summary)))
+    return fig
+
+
+# --- fan modes on a width profile ------------------------------------------------------------------
+
+MODE_COLOURS = {"fan_in": OKABE_ITO[0], "fan_out": OKABE_ITO[1], "fan_avg": OKABE_ITO[2]}
+_DIST_MARKERS = ("", "o", "s", "^", "D")
+
+
+def fan_modes_sigma(layers: Table, summary: Table) -> float:
+    """The σ_w²·N the fan-mode figure shows: the swept value nearest the critical one (2 for
+    ReLU), or the middle of the sweep when there is none."""
+    swept = _finite_unique(_col(layers, "sigma_w2_n"))
+    crit = _finite_unique(_col(summary, "sigma_w2_n_crit"))
+    if not swept.size:
+        return math.nan
+    if crit.size:
+        return float(swept[np.argmin(np.abs(swept - crit[0]))])
+    return float(swept[len(swept) // 2])
+
+
+def plot_mode_traces(ax: Axes, layers: Table, quantity: str = "q_tilde", *, sigma_w2_n: float | None = None) -> list[Artist]:
+    """Draw log₁₀ qˡ or q̃ˡ against layer, one colour per fan mode (and a marker per weight distribution).
+
+    Measured seed mean solid with its 16th–84th percentile band, the mean-field prediction dashed in
+    the same colour. On a width profile this is He et al.'s (2015) point: with ``fan_in``
+    (σ_{w,l}² = s/N_{l-1}) qˡ is flat and q̃ˡ drifts by ∏ N_{m+1}/N_m = N_L/N_l; with ``fan_out``
+    (σ_{w,l}² = s/N_l) q̃ˡ is flat and qˡ drifts by ∏ N_{m-1}/N_m = N_1/N_l.
+
+    Parameters
+    ----------
+    ax : Axes
+    layers : dict of column arrays
+        Rows of ``layers.csv`` for one (activation, depth, widths, σ_b²); may hold several modes and
+        distributions.
+    quantity : {"q", "q_tilde"}
+    sigma_w2_n : float, optional
+        The σ_w²·N drawn (default: the first swept).
+    """
+    artists: list[Artist] = []
+    s_col = _col(layers, "sigma_w2_n")
+    swept = _finite_unique(s_col)
+    if not swept.size:
+        return artists
+    s = float(swept[0]) if sigma_w2_n is None else float(sigma_w2_n)
+    at_s = np.isclose(s_col, s, rtol=1e-12, atol=0.0)
+    mode_col, dist_col = _col(layers, "mode"), _col(layers, "dist")
+    modes = sorted({str(m) for m in mode_col[at_s]}, key=lambda m: (m not in MODE_COLOURS, m))
+    dists = sorted({str(d) for d in dist_col[at_s]}, key=lambda d: (d not in ("", "normal"), d))
+    for m_i, mode in enumerate(modes):
+        colour = MODE_COLOURS.get(mode, OKABE_ITO[(3 + m_i) % len(OKABE_ITO)])
+        for d_i, dist in enumerate(dists):
+            rows = at_s & (mode_col == mode) & (dist_col == dist)
+            if not rows.any():
+                continue
+            order = np.argsort(_col(layers, "layer")[rows])
+            layer = _col(layers, "layer")[rows][order]
+            if quantity == "q":  # layers.csv has no log10_q_lo/_hi: q's band is finite wherever q is
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    lo, hi = (np.log10(_col(layers, c)[rows][order]) for c in ("q_lo", "q_hi"))
+            else:
+                lo, hi = (_col(layers, f"log10_{quantity}{c}")[rows][order] for c in ("_lo", "_hi"))
+            y = _col(layers, f"log10_{quantity}")[rows][order]
+            theory = _col(layers, f"log10_{quantity}_theory")[rows][order]
+            label = (mode or "fan_in").replace("_", "-") + (f", {dist}" if len(dists) > 1 else "")
+            band = np.isfinite(lo) & np.isfinite(hi)
+            if band.any():
+                artists.append(ax.fill_between(layer, lo, hi, where=band, color=colour, alpha=0.2, lw=0, zorder=1))
+            marker = _DIST_MARKERS[d_i % len(_DIST_MARKERS)] if len(dists) > 1 else ""
+            artists += ax.plot(layer, y, color=colour, lw=1.8, marker=marker or None, ms=4, zorder=3, label=label)
+            if np.isfinite(theory).any():
+                artists += ax.plot(layer, theory, color="black", lw=1.1, ls=(0, (4, 3)), zorder=4, alpha=0.8)
+    lo_y, hi_y = ax.get_ylim()
+    if hi_y - lo_y < 2.0:  # at least two decades, so that a flat curve looks flat and ticks are decades
+        mid = 0.5 * (lo_y + hi_y)
+        ax.set_ylim(mid - 1.0, mid + 1.0)
+    _decade_axis(ax.yaxis)
+    ax.set_xlabel(LAYER_LABEL)
+    ax.set_ylabel(r"$q^{\,l} = \mathrm{E}[(z^l)^2]$" if quantity == "q" else QUANTITIES["q_tilde"][0])
+    ax.grid(True, color="0.9", lw=0.6, zorder=0)
+    return artists
+
+
+def plot_width_profile(ax: Axes, layers: Table, n_input: float | None = None) -> list[Artist]:
+    """Draw N_l against layer l (the ``width`` column of ``layers.csv``; l = 0 is ``n_input``, the
+    summary's ``width``, when given) on a log₂ axis."""
+    layer, width = _col(layers, "layer"), _col(layers, "width")
+    pairs = sorted({(int(l), int(w)) for l, w in zip(layer, width) if math.isfinite(l) and math.isfinite(w)})
+    if pairs and n_input is not None and math.isfinite(n_input):
+        pairs.insert(0, (0, int(n_input)))
+    if not pairs:
+        return []
+    x, y = zip(*pairs)
+    artists = ax.plot(x, y, color="0.25", lw=1.6, marker="o", ms=3)
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(LAYER_LABEL)
+    ax.set_ylabel(r"width $N_l$")
+    ax.grid(True, color="0.9", lw=0.6, zorder=0)
+    return artists
+
+
+def _figure_fan_modes(layers: Table, summary: Table) -> Figure | None:
+    """N_l, qˡ and q̃ˡ per fan mode, one row per (activation, depth, widths, σ_b²); drawn when the
+    run has a non-constant width profile or several fan modes."""
+    modes = {str(m) for m in _col(layers, "mode") if str(m)}
+    if "widths" not in _variant_names(layers) and len(modes) < 2:
+        return None
+    names = ("activation", "depth", "widths", "sigma_b2")
+    keys = _keys(layers, names)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, names)
+    fig = Figure(figsize=(14.0, 3.9 * len(keys) + 1.3), layout="constrained", dpi=DPI)
+    axes = fig.subplots(len(keys), 3, squeeze=False, gridspec_kw=dict(width_ratios=(0.6, 1, 1)))
+    shown = []
+    for row, key in zip(axes, keys):
+        facet = _subset(layers, _mask(layers, names, key))
+        facet_summary = _subset(summary, _mask(summary, ("activation", "depth", "sigma_b2"), (key[0], key[1], key[3])))
+        s = fan_modes_sigma(facet, facet_summary)
+        shown.append(s)
+        n_input = _finite_unique(_col(facet_summary, "width"))
+        plot_width_profile(row[0], facet, n_input[0] if n_input.size == 1 else None)
+        plot_mode_traces(row[1], facet, "q", sigma_w2_n=s)
+        plot_mode_traces(row[2], facet, "q_tilde", sigma_w2_n=s)
+        row[1].set_title(r"forward $q^{\,l}$", loc="left")
+        row[2].set_title(r"backward $\tilde q^{\,l}$", loc="left")
+        if varying:
+            row[0].set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)), loc="left")
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    handles += [Line2D([], [], color="black", lw=1.1, ls=(0, (4, 3))), Patch(color="0.35", alpha=0.25, lw=0)]
+    labels += ["mean-field theory", "16th–84th percentile over seeds"]
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    s_text = ", ".join(sorted({f"{v:g}" for v in shown if math.isfinite(v)}))
+    fig.suptitle(_title(r"Fan-in keeps $q^{\,l}$ flat, fan-out keeps $\tilde q^{\,l}$ flat: "
+                        r"$\sigma_{w,l}^2 = \sigma_w^2 N\,/\,N_\mathrm{fan}(l)$", names, keys, constant,
+                        _seeds_text(summary, layers), [f"{S_LABEL} = {s_text}"]))
+    return fig
+
+
+# --- finite-width fluctuations and Theorem 1.1 ---------------------------------------------------
+
+MIN_SEEDS_FOR_SPREAD = 3  # a variance across fewer seeds says nothing
+
+
+def _series_key(layers: Table) -> str:
+    """The column that names a network shape: the width profile if the run has one, else ``width``."""
+    return "widths" if "widths" in _variant_names(layers) else "width"
+
+
+def _series_label(name: str, value) -> str:
+    if name == "width":
+        return f"$N$ = {int(value)}"
+    text = str(value)
+    return f"$N$ = {text.partition(':')[2]}" if text.startswith("constant:") else text
+
+
+def _one_sigma(layers: Table, summary: Table) -> float | None:
+    """The σ_w²·N a per-width figure shows: the swept value at the critical point, else the middle one."""
+    swept = _finite_unique(_col(layers, "sigma_w2_n"))
+    if not swept.size:
+        return None
+    crit = _finite_unique(_col(summary, "sigma_w2_n_crit"))
+    hit = closest_swept(swept, float(crit[0])) if crit.size else None
+    return hit if hit is not None else float(swept[len(swept) // 2])
+
+
+def plot_seed_spread(ax: Axes, layers: Table, *, x: str = "beta", n_seeds: int | None = None) -> list[Artist]:
+    """Draw the variance across seeds of ln q̃ˡ, one curve per network shape (width).
+
+    Parameters
+    ----------
+    ax : Axes
+    layers : dict of column arrays
+        Rows of ``layers.csv`` for one activation, depth, σ_w²·N and σ_b²; one series per width.
+    x : {"beta", "distance"}
+        Against β from layer l to the top (``beta_to_top`` = Σ_{m=l}^{L-1} 1/N_m), where the widths
+        collapse onto one curve, or against the number of layers to the top, L − l.
+    n_seeds : int, optional
+        Seeds behind each variance; with it, the exact curve (dashed, ``var_ln_q_tilde_theory``)
+        carries the band ±2·√(2/(S−1)) of its value, where a Gaussian sample variance would fall.
+    """
+    artists: list[Artist] = []
+    series = _series_key(layers)
+    values = _col(layers, series)
+    names = sorted(set(values), key=lambda v: (str(v) if series == "widths" else float(v)))
+    colours = _cycle(OKABE_ITO, len(names))
+    for name, colour in zip(names, colours):
+        rows = values == name
+        order = np.argsort(_col(layers, "layer")[rows])
+        layer = _col(layers, "layer")[rows][order]
+        depth = _col(layers, "depth")[rows][order]
+        xs = _col(layers, "beta_to_top")[rows][order] if x == "beta" else depth - layer
+        var, th = (_col(layers, c)[rows][order] for c in ("var_ln_q_tilde", "var_ln_q_tilde_theory"))
+        if np.isfinite(th).any():
+            if n_seeds is not None and n_seeds > 1:
+                half = 2 * th * math.sqrt(2.0 / (n_seeds - 1))
+                artists.append(ax.fill_between(xs, th - half, th + half, color=colour, alpha=0.12, lw=0, zorder=1))
+            (dashed,) = ax.plot(xs, th, color=colour, lw=1.4, ls=(0, (4, 2)), zorder=3)
+            artists.append(dashed)
+        if np.isfinite(var).any():
+            (line,) = ax.plot(xs, var, color=colour, lw=1.2, marker="o", ms=3, zorder=4,
+                              label=_series_label(series, name))
+            artists.append(line)
+    ax.set_xlabel(r"$\beta_l$ = sum of $1/N_m$ over $l \leq m < L$" if x == "beta" else r"layers to the top, $L-l$")
+    ax.set_ylabel(r"$\mathrm{Var}_{\mathrm{seeds}}[\ln \tilde q^{\,l}]$")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, color="0.9", lw=0.6, zorder=0)
+    return artists
+
+
+def _figure_seed_spread(layers: Table, summary: Table) -> Figure | None:
+    n = _finite_unique(_col(layers, "n_seeds"))
+    if not n.size or n.max() < MIN_SEEDS_FOR_SPREAD or not np.isfinite(_col(layers, "var_ln_q_tilde")).any():
+        return None
+    names = tuple(k for k in _config_keys(layers) if k not in ("width", "widths"))
+    keys = _keys(layers, names)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, names)
+    fig, axes = _grid(2 * len(keys), (5.4, 4.0), extra=(0.0, 0.8), ncols_max=2)
+    shown = []
+    for i, key in enumerate(keys):
+        facet = _subset(layers, _mask(layers, names, key))
+        s = _one_sigma(facet, _subset(summary, _mask(summary, names, key)))
+        shown.append(s)
+        facet = _subset(facet, np.isclose(_col(facet, "sigma_w2_n"), s))
+        seeds = int(np.nanmax(_col(facet, "n_seeds")))
+        for ax, x in zip(axes[2 * i:2 * i + 2], ("distance", "beta")):
+            plot_seed_spread(ax, facet, x=x, n_seeds=seeds)
+            if varying:
+                ax.set_title(_describe([names[j] for j in varying], tuple(key[j] for j in varying)))
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", lw=1.4, ls=(0, (4, 2)), label="exact, one input (Gaussian weights)"),
+                Patch(color="0.3", alpha=0.15, lw=0, label=r"exact $\pm 2\sqrt{2/(S-1)}$: seed-sampling range")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
+    extra = [f"{S_LABEL} = {shown[0]:g}"] if len(set(shown)) == 1 else []
+    fig.suptitle(_title(r"Finite-width spread: variance across seeds of $\ln \tilde q^{\,l}$", names, keys,
+                        constant, _seeds_text(summary, layers), extra))
+    return fig
+
+
+def plot_thm11_ratio(ax: Axes, layers: Table, *, series: str = "sigma_w2_n",
+                     cmap: mcolors.Colormap = SEQUENTIAL_CMAP, norm: mcolors.Normalize | None = None) -> list[Artist]:
+    """Draw Theorem 1.1's ratio E[‖δˡ‖²‖φ(zˡ⁻¹)‖²] / (E[‖δˡ‖²] E[‖φ(zˡ⁻¹)‖²]) against layer.
+
+    One curve per value of ``series`` (``sigma_w2_n``: coloured by ``cmap(norm(·))``; a width
+    column: Okabe–Ito), the band ±2 jackknife standard errors over seeds (``thm11_ratio_se``), the
+    16th–84th percentiles of the per-seed ratio dotted (each seed's own inputs; exactly 1 with one
+    input), and the line at 1 where the independence assumption of Theorem 1.1 holds.
+    """
+    artists: list[Artist] = [ax.axhline(1.0, color="black", lw=1.0, zorder=2)]
+    values = _col(layers, series)
+    names = sorted(set(values), key=lambda v: (str(v) if series == "widths" else float(v)))
+    numeric = series != "widths"
+    if series == "sigma_w2_n" and norm is None and names:
+        norm = mcolors.Normalize(min(names), max(names)) if len(names) > 1 else mcolors.Normalize(names[0] - 1, names[0] + 1)
+    colours = [cmap(norm(v)) for v in names] if series == "sigma_w2_n" else _cycle(OKABE_ITO, len(names))
+    for name, colour in zip(names, colours):
+        rows = (values == name) if not numeric else np.isclose(values.astype(float), float(name))
+        order = np.argsort(_col(layers, "layer")[rows])
+        layer = _col(layers, "layer")[rows][order]
+        y, lo, hi, se = (_col(layers, c)[rows][order]
+                         for c in ("thm11_ratio", "thm11_ratio_lo", "thm11_ratio_hi", "thm11_ratio_se"))
+        ok = np.isfinite(y) & np.isfinite(se)
+        if ok.any():
+            artists.append(ax.fill_between(layer, np.maximum(y - 2 * se, 0), y + 2 * se, where=ok, color=colour,
+                                           alpha=0.16, lw=0, zorder=1))
+        for edge in (lo, hi):
+            if np.isfinite(edge).any():
+                artists += ax.plot(layer, edge, color=colour, lw=0.9, ls=":", zorder=2)
+        if np.isfinite(y).any():
+            label = f"{S_LABEL} = {name:g}" if series == "sigma_w2_n" else _series_label(series, name)
+            (line,) = ax.plot(layer, y, color=colour, lw=1.6, zorder=3, label=label)
+            artists.append(line)
+    ax.set_xlabel(LAYER_LABEL)
+    ax.set_ylabel(r"$\mathrm{E}[XY]\,/\,(\mathrm{E}[X]\,\mathrm{E}[Y])$")
+    ax.grid(True, color="0.9", lw=0.6, zorder=0)
+    return artists
+
+
+def _figure_thm11(layers: Table, summary: Table) -> Figure | None:
+    if not np.isfinite(_col(layers, "thm11_ratio")).any():
+        return None
+    by_sigma = _finite_unique(_col(layers, "sigma_w2_n")).size > 1
+    series = "sigma_w2_n" if by_sigma else _series_key(layers)
+    names = tuple(k for k in _config_keys(layers) if by_sigma or k not in ("width", "widths"))
+    keys = _keys(layers, names)
+    if not keys:
+        return None
+    varying, constant = _split_keys(keys, names)
+    fig, axes = _grid(len(keys), (6.4, 4.2) if len(keys) == 1 else (5.0, 3.8), extra=(0.0, 0.8))
+    for ax, key in zip(axes, keys):
+        plot_thm11_ratio(ax, _subset(layers, _mask(layers, names, key)), series=series)
+        if varying:
+            ax.set_title(_describe([names[j] for j in varying], tuple(key[j] for j in varying)))
+    handles, _ = axes[0].get_legend_handles_labels()
+    handles += [Patch(color="0.35", alpha=0.25, lw=0, label="±2 s.e. (jackknife over seeds)"),
+                Line2D([], [], color="0.35", lw=0.9, ls=":", label="16th–84th percentile of the per-seed ratio"),
+                Line2D([], [], color="black", lw=1.0, label="1: $\\delta^l$ independent of $\\phi(z^{l-1})$")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    extra = []
+    if not by_sigma:
+        extra = [f"{S_LABEL} = {_finite_unique(_col(layers, 'sigma_w2_n'))[0]:g}"]
+    fig.suptitle(_title(r"Theorem 1.1's independence assumption, $X = \|\delta^l\|^2$, $Y = \|\phi(z^{l-1})\|^2$"
+                        "\n(expectations over inputs and seeds)", names, keys, constant, _seeds_text(summary, layers), extra))
+    return fig
+
+
 # --- the run folder --------------------------------------------------------------------------------
 
-FIGURES = ("q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png")
+FIGURES = ("q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png", "phase.png", "fan_modes.png",
+           "seed_spread.png", "thm11.png")
 
 
 def render_run(run_dir: Path) -> list[Path]:
@@ -772,6 +1353,10 @@ def render_run(run_dir: Path) -> list[Path]:
         "grad_norm.png": lambda: _figure_traces(layers, summary, "grad_norm2"),
         "stability.png": lambda: _figure_stability(summary, theory),
         "depth_map.png": lambda: _figure_depth_map(summary),
+        "fan_modes.png": lambda: _figure_fan_modes(layers, summary),
+        "phase.png": lambda: _figure_phase(summary, theory),
+        "seed_spread.png": lambda: _figure_seed_spread(layers, summary),
+        "thm11.png": lambda: _figure_thm11(layers, summary),
     }
     written: list[Path] = []
     out = run_dir / "plots"

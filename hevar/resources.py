@@ -99,6 +99,10 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
     """Estimated peak bytes of one task of ``config`` (activation ``act``, one network shape) for a
     single σ_w² × σ_b² configuration, the smallest chunk the engine runs."""
     widths = (width,) * (depth + 1)
+    if config.widths:  # a width profile: its own layers (`width` is only N_0)
+        from hevar.init import layer_widths
+
+        widths = layer_widths(config.widths, depth)
     return memory_estimate(widths, 1, config.batch if batch is None else batch, dtype or config.dtype,
                            act=parse_activation(act))
 

@@ -43,6 +43,9 @@ LAYER_COLUMNS = KEY_COLUMNS + (
     "log10_q", "log10_q_theory",
     "log10_q_tilde", "log10_q_tilde_lo", "log10_q_tilde_hi", "log10_q_tilde_theory",
     "log10_grad_norm2", "log10_grad_norm2_lo", "log10_grad_norm2_hi", "log10_grad_norm2_theory",
+    "widths", "mode", "dist",
+    "var_ln_q_tilde", "var_ln_q_tilde_theory", "q_tilde_m2_ratio", "q_tilde_m2_ratio_theory", "beta_to_top",
+    "thm11_ratio", "thm11_ratio_lo", "thm11_ratio_hi", "thm11_ratio_se",
 )
 
 SUMMARY_COLUMNS = KEY_COLUMNS + (
@@ -52,11 +55,19 @@ SUMMARY_COLUMNS = KEY_COLUMNS + (
     "log10_q_tilde_ratio", "log10_q_tilde_ratio_theory",
     "sigma_w2_n_crit", "critical_kind",
     "status",
+    "widths", "mode", "dist", "weight_var_realised_ratio",
+    "beta", "var_ln_q_tilde_first", "var_ln_q_tilde_first_theory",
+)
+
+# seeds.csv: one row per configuration, seed and layer; log₁₀ of the per-seed measurements.
+SEED_COLUMNS = KEY_COLUMNS + (
+    "widths", "mode", "dist", "seed_index", "layer",
+    "log10_q", "log10_q_tilde", "log10_grad_norm2", "log10_delta_norm2", "log10_act_norm2", "status",
 )
 
 THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
 
-STRING_COLUMNS = frozenset({"activation", "critical_kind", "status"})
+STRING_COLUMNS = frozenset({"activation", "critical_kind", "status", "widths", "mode", "dist"})
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -163,6 +174,14 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
     return layers, summary, theory
 
 
+def read_seeds(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The ``seeds.csv`` table of a run folder (per-seed values), or None if the run has none."""
+    path = Path(run_dir) / "seeds.csv"
+    if not path.exists():
+        return None
+    return read_table(path, SEED_COLUMNS[:len(KEY_COLUMNS)] + ("seed_index", "layer", "log10_q_tilde"))
+
+
 # --- run folders -------------------------------------------------------------------------------
 
 MANIFEST = "manifest.json"
@@ -180,7 +199,7 @@ def default_run_dir(root: Path, label: str, now: str) -> Path:
     return path
 
 
-RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "plots"})
+RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "plots"})
 
 
 def prepare_run_dir(path: Path, name: str = "out") -> Path:

@@ -21,7 +21,9 @@ Reductions (documented in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import math
 import sys
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hevar import theory
+from hevar import init, theory
 from hevar.activations import parse_activation
 from hevar.config import SweepConfig
 from hevar.engine import Measurement, Streams, measure
@@ -44,21 +46,46 @@ class Task:
 
     act: str
     depth: int
-    width: int
+    width: int  # N, or N_0 of a width profile
     seed_index: int
+    widths: str = ""  # width profile spec (hevar.init.parse_widths); "" = constant width
+    mode: str = "fan_in"  # fan mode (hevar.init.MODES)
+    dist: str = "normal"  # weight distribution (hevar.init.DISTS)
 
     @property
     def key(self) -> str:
-        """A file-name-safe identity, stable across runs."""
+        """A file-name-safe identity, stable across runs (defaults add nothing, so older keys hold)."""
         act = self.act.replace(":", "_").replace("/", "_")
-        return f"{act}__L{self.depth}__N{self.width}__seed{self.seed_index}"
+        extra = ""
+        if self.widths:
+            spec = self.widths.replace(":", "_").replace(",", "-")
+            if len(spec) > 40:
+                spec = f"{spec[:20]}-{hashlib.sha1(self.widths.encode()).hexdigest()[:10]}"
+            extra += f"__W{spec}"
+        if self.mode != "fan_in":
+            extra += f"__{self.mode}"
+        if self.dist != "normal":
+            extra += f"__{self.dist}"
+        return f"{act}__L{self.depth}__N{self.width}{extra}__seed{self.seed_index}"
+
+    @property
+    def layer_widths(self) -> tuple[int, ...]:
+        """(N_0, ..., N_L)."""
+        return init.layer_widths(self.widths, self.depth) if self.widths else (self.width,) * (self.depth + 1)
+
+
+def variants(config: SweepConfig) -> list[tuple[int, str, str, str]]:
+    """(width, widths, mode, dist) of every network shape and initialisation of a sweep at one
+    depth and activation: constant widths, or the one profile (width = N_0), × modes × dists."""
+    shapes = [(config.width[0], config.widths)] if config.widths else [(w, "") for w in config.width]
+    return [(w, p, m, d) for w, p in shapes for m in config.mode for d in config.dist]
 
 
 def plan(config: SweepConfig) -> list[Task]:
     """All tasks of a sweep, in a fixed order (results do not depend on it)."""
     return [
-        Task(a, d, w, s)
-        for a in config.act for d in config.depth for w in config.width for s in range(config.seeds)
+        Task(a, d, w, s, p, m, dist)
+        for a in config.act for d in config.depth for w, p, m, dist in variants(config) for s in range(config.seeds)
     ]
 
 
@@ -70,12 +97,30 @@ def grid(config: SweepConfig) -> list[tuple[float, float]]:
 def run_task(config: SweepConfig, task: Task) -> Measurement:
     """Measure one task. Pure: depends only on ``config`` and ``task``."""
     act = parse_activation(task.act)
-    widths = (task.width,) * (task.depth + 1)
+    widths = task.layer_widths
     pairs = grid(config)
-    weight_std = np.array([[math.sqrt(s / task.width)] * task.depth for s, _ in pairs])
+    weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, task.mode)) for s, _ in pairs])
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
-    return measure(act, widths, weight_std, bias_std, config.batch,
-                   Streams(config.seed, task.seed_index), config.dtype)
+    if task.dist != "truncnormal":
+        return measure(act, widths, weight_std, bias_std, config.batch,
+                       Streams(config.seed, task.seed_index, task.dist), config.dtype)
+    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task)
+
+
+def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task) -> Measurement:
+    """PyTorch's truncation at absolute ±2 makes the standard draw depend on σ_{w,l}: configurations
+    are measured in groups sharing their per-layer σ_{w,l} (e.g. a σ_b² grid), each group with
+    its own draw (the same uniforms, cut at 2/σ_{w,l}), and put back in grid order."""
+    K, L = weight_std.shape
+    parts: dict[int, tuple[Measurement, int]] = {}
+    for row in dict.fromkeys(map(tuple, weight_std)):
+        idx = [k for k in range(K) if tuple(weight_std[k]) == row]
+        streams = Streams(config.seed, task.seed_index, "truncnormal", tuple(init.TORCH_TRUNC / np.array(row)))
+        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype)
+        parts.update({k: (m, i) for i, k in enumerate(idx)})
+    fields = {f: np.stack([getattr(parts[k][0], f)[parts[k][1]] for k in range(K)]) for f in FIELDS}
+    return Measurement(**fields, status=tuple(parts[k][0].status[parts[k][1]] for k in range(K)),
+                       weight_mean_sq=np.stack([parts[k][0].weight_mean_sq[parts[k][1]] for k in range(K)]))
 
 
 # --- reductions ----------------------------------------------------------------------------------
@@ -163,26 +208,36 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
     for act_name in config.act:
         act = parse_activation(act_name)
         for depth in config.depth:
-            for width in config.width:
-                seeds = [results[Task(act_name, depth, width, s)] for s in range(config.seeds)]
+            for width, profile, mode, dist in variants(config):
+                seeds = [results[Task(act_name, depth, width, s, profile, mode, dist)] for s in range(config.seeds)]
                 stacked = {f: np.stack([getattr(m, f) for m in seeds]) for f in FIELDS}  # (S, K, L)
+                widths = Task(act_name, depth, width, 0, profile).layer_widths
                 for k, (s, b) in enumerate(pairs):
+                    logs = {f: stacked[f][:, k, :] for f in FIELDS}
                     rows, summary = _reduce_config(
-                        act, depth, width, s, b,
-                        {f: stacked[f][:, k, :] for f in FIELDS},
-                        [m.status[k] for m in seeds],
+                        act, depth, width, s, b, logs, [m.status[k] for m in seeds],
+                        widths=widths, profile=profile, mode=mode, dist=dist,
+                        weight_mean_sq=[None if m.weight_mean_sq is None else m.weight_mean_sq[k] for m in seeds],
                     )
+                    add_fluctuation_columns(rows, summary, config, act, widths, b, dist, logs)
                     layer_rows += rows
                     summary_rows.append(summary)
     return layer_rows, summary_rows, theory_rows(config)
 
 
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
-                   logs: dict[str, np.ndarray], statuses: list[str]) -> tuple[list[dict], dict]:
+                   logs: dict[str, np.ndarray], statuses: list[str], *, widths: tuple[int, ...],
+                   profile: str = "", mode: str = "fan_in", dist: str = "normal",
+                   weight_mean_sq: list | None = None) -> tuple[list[dict], dict]:
     n_seeds = logs["log_q"].shape[0]
     status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
-    key = dict(activation=act.name, depth=depth, width=width, sigma_w2=s / width, sigma_w2_n=s, sigma_b2=b)
+    # A width profile: `width` is N_l in layer rows and N_0 in the summary, `sigma_w2` is σ_{w,l}² in
+    # layer rows and σ_{w,1}² in the summary (both s/N for constant width and fan_in).
+    widths = np.asarray(widths)
+    sigma_w2_layer = init.layer_sigma_w2(s, widths, mode)
+    key = dict(activation=act.name, depth=depth, width=width, sigma_w2=float(sigma_w2_layer[0]), sigma_w2_n=s, sigma_b2=b,
+               widths=profile or f"constant:{width}", mode=mode, dist=dist)
 
     def reduce_field(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vals = logs[name]
@@ -201,14 +256,13 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         for a in (*q, *gn):
             a[bad_layer - 1:] = np.nan
 
-    widths = np.full(depth + 1, width)
-    s_layer = np.full(depth, float(s))
+    s_in, s_out = init.scaled_variances(s, widths, mode)
     # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
     # answer — an empty cell — not something to warn about mid-sweep.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        log_q_th = theory.log_q_trajectory(act, s_layer, b)
+        log_q_th = theory.log_q_trajectory(act, s_in, b)
         top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
-        log_qt_th = theory.log_q_tilde_trajectory(act, s_layer, log_q_th, top)
+        log_qt_th = theory.log_q_tilde_trajectory(act, s_out, log_q_th, top)
         log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
     if not np.isfinite(qt[0][-1]):  # the prediction is anchored at the measured q̃ᴸ
         log_qt_th[:] = np.nan
@@ -216,7 +270,7 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
 
     rows = []
     for i, layer in enumerate(layers):
-        row = dict(key, layer=int(layer), n_seeds=n_seeds)
+        row = dict(key, layer=int(layer), n_seeds=n_seeds, width=int(widths[layer]), sigma_w2=float(sigma_w2_layer[i]))
         for col, (mean, lo, hi), th in (("q", q, log_q_th), ("q_tilde", qt, log_qt_th), ("grad_norm2", gn, log_gn_th)):
             row[col] = _linear(mean[i])
             row[f"{col}_lo"] = _linear(lo[i])
@@ -243,8 +297,103 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         log10_q_tilde_ratio=(qt[0][0] - qt[0][-1]) / LN10,
         log10_q_tilde_ratio_theory=(log_qt_th[0] - log_qt_th[-1]) / LN10,
         sigma_w2_n_crit=crit.sigma_w2_n, critical_kind=crit.kind, status=status,
+        weight_var_realised_ratio=_realised_ratio(weight_mean_sq),
     )
     return rows, summary
+
+
+def _realised_ratio(weight_mean_sq: list | None) -> float:
+    """Realised per-entry weight variance over the nominal one, averaged over layers and seeds:
+    the mean of (Gˡ)² of the standard draws (nan for points saved before it was recorded)."""
+    if not weight_mean_sq or any(m is None for m in weight_mean_sq):
+        return math.nan
+    return float(np.mean(weight_mean_sq))
+
+
+def add_fluctuation_columns(rows: list[dict], summary: dict, config: SweepConfig, act, widths: tuple[int, ...],
+                            sigma_b2: float, dist: str, logs: dict[str, np.ndarray]) -> None:
+    """Add the finite-width columns to one configuration's layer rows and summary row, in place.
+
+    From the per-seed logs (S, L): ``var_ln_q_tilde`` (variance of ln q̃ˡ across seeds, ddof = 1),
+    ``q_tilde_m2_ratio`` (mean of q̃² over the squared mean of q̃), the Theorem 1.1 ratio
+    E[‖δˡ‖²‖φ(zˡ⁻¹)‖²] / (E[‖δˡ‖²] E[‖φ(zˡ⁻¹)‖²]) with expectations over inputs and seeds pooled
+    (every seed has the same B inputs, so a pooled mean is the mean of the per-seed input means)
+    with the 16th/84th percentiles of its per-seed value and its jackknife standard error over seeds;
+    the exact single-input theory of :mod:`hevar.fluctuations` where it applies; β. A layer some
+    seed did not measure has no value.
+    """
+    from hevar import fluctuations
+
+    lq, lgn, ldn, lan = (logs[f] for f in ("log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2"))
+    n_seeds, depth = lq.shape
+    q_ok = np.all(np.isfinite(lq), axis=0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # inf − inf past an overflow: no value
+        per_seed = lgn - ldn - lan  # ln of each seed's ratio over its own inputs (exactly 0 with one input)
+        thm_ok = np.all(np.isfinite(per_seed), axis=0)
+        var_ln = np.var(lq, axis=0, ddof=1) if n_seeds > 1 else np.full(depth, np.nan)
+        m2 = np.exp(_log_mean(2 * lq) - 2 * _log_mean(lq))
+        thm = np.exp(_log_mean(lgn) - _log_mean(ldn) - _log_mean(lan))
+        thm_lo, thm_hi = np.exp(np.percentile(per_seed, [16, 84], axis=0))
+        thm_se = _ratio_jackknife_se(lgn, ldn, lan) if n_seeds > 1 else np.full(depth, np.nan)
+    nan = np.full(depth, np.nan)
+    alpha = fluctuations.homogeneous_slope(act.name)
+    applies = fluctuations.theory_applies(act.name, sigma_b2, config.batch, "gaussian" if dist == "normal" else dist)
+    var_th = fluctuations.var_ln_q_tilde(widths, alpha) if applies else nan
+    m2_th = fluctuations.q_tilde_moment_ratio(widths, alpha) if applies else nan
+    to_top = fluctuations.beta_to_top(widths)
+    for i, row in enumerate(rows):
+        row.update(
+            var_ln_q_tilde=var_ln[i] if q_ok[i] else math.nan, var_ln_q_tilde_theory=var_th[i],
+            q_tilde_m2_ratio=m2[i] if q_ok[i] else math.nan, q_tilde_m2_ratio_theory=m2_th[i],
+            beta_to_top=to_top[i],
+            thm11_ratio=thm[i] if thm_ok[i] else math.nan,
+            thm11_ratio_lo=thm_lo[i] if thm_ok[i] else math.nan,
+            thm11_ratio_hi=thm_hi[i] if thm_ok[i] else math.nan,
+            thm11_ratio_se=thm_se[i] if thm_ok[i] else math.nan,
+        )
+    summary.update(beta=fluctuations.beta(widths), var_ln_q_tilde_first=rows[0]["var_ln_q_tilde"],
+                   var_ln_q_tilde_first_theory=var_th[0])
+
+
+def _ratio_jackknife_se(log_xy: np.ndarray, log_x: np.ndarray, log_y: np.ndarray) -> np.ndarray:
+    """Jackknife standard error over seeds (axis 0) of mean(xy)/(mean(x)·mean(y)), per layer."""
+    n = log_xy.shape[0]
+    sums = []
+    for a in (log_xy, log_x, log_y):
+        top = np.max(a, axis=0)
+        top = np.where(np.isfinite(top), top, 0.0)
+        e = np.exp(a - top)
+        sums.append(((e.sum(axis=0) - e) / (n - 1), top))  # leave-one-out means (scaled), (S, L)
+    (xy, t_xy), (x, t_x), (y, t_y) = sums
+    loo = xy / (x * y) * np.exp(t_xy - t_x - t_y)
+    return np.sqrt((n - 1) / n * np.sum((loo - loo.mean(axis=0)) ** 2, axis=0))
+
+
+def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dict]:
+    """Per-seed values for ``seeds.csv``: one row per configuration, seed and layer with log₁₀ of
+    what :class:`~hevar.engine.Measurement` holds. Key columns as in ``layers.csv`` (``width`` and
+    ``sigma_w2`` are layer l's); rows grouped by configuration, then seed, then layer."""
+    pairs = grid(config)
+    groups: dict[Task, list[Task]] = {}
+    for task in plan(config):
+        if task in results:
+            groups.setdefault(dataclasses.replace(task, seed_index=0), []).append(task)
+    names = [f"log10_{f[4:]}" for f in FIELDS]
+    rows: list[dict] = []
+    for shape, tasks in groups.items():
+        act = parse_activation(shape.act)
+        widths = shape.layer_widths
+        for k, (s, b) in enumerate(pairs):
+            sigma_w2 = init.layer_sigma_w2(s, np.array(widths), shape.mode)
+            key = dict(activation=act.name, depth=shape.depth, sigma_w2_n=s, sigma_b2=b,
+                       widths=shape.widths or f"constant:{shape.width}", mode=shape.mode, dist=shape.dist)
+            for task in tasks:
+                m = results[task]
+                logs = np.stack([getattr(m, f)[k] for f in FIELDS]) / LN10  # (5, L)
+                for i in range(shape.depth):
+                    rows.append(dict(key, width=widths[i + 1], sigma_w2=float(sigma_w2[i]), seed_index=task.seed_index,
+                                     layer=i + 1, status=m.status[k], **dict(zip(names, logs[:, i]))))
+    return rows
 
 
 def theory_rows(config: SweepConfig, points: int = 121) -> list[dict]:
@@ -269,11 +418,13 @@ ProgressFn = Callable[[Task, bool], None]  # called after each task with (task, 
 
 
 def to_arrays(m: Measurement) -> dict[str, np.ndarray]:
-    return {**{f: getattr(m, f) for f in FIELDS}, "status": np.array(m.status, dtype=str)}
+    extra = {} if m.weight_mean_sq is None else {"weight_mean_sq": m.weight_mean_sq}
+    return {**{f: getattr(m, f) for f in FIELDS}, "status": np.array(m.status, dtype=str), **extra}
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
-    return Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]))
+    return Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]),
+                       weight_mean_sq=arrays.get("weight_mean_sq"))
 
 
 def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
