@@ -98,6 +98,12 @@ def sweep(
     if resume is not None and manifest is None:
         raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{resume}' instead.")
     if manifest is not None:
+        made_by = manifest.get("hevar")
+        if made_by != __version__:  # finished points would mix two versions' numbers
+            raise UsageError(
+                f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made by hevar "
+                f"{made_by}; this is hevar {__version__}. Finish it with hevar {made_by}, or start a new --out folder."
+            )
         try:
             previous = build_config(manifest["config"])
         except UsageError as exc:

@@ -48,3 +48,16 @@ def test_python_dash_m_and_help():
 
     proc = subprocess.run([sys.executable, "-m", "hevar", "sweep", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--sigma-w2" in proc.stdout and "1/N" in proc.stdout
+
+
+def test_resume_refuses_a_run_made_by_another_hevar_version(tmp_path):
+    out = tmp_path / "run"
+    args = ["sweep", "--depth", "3", "--width", "8", "--seeds", "2", "--batch", "2", "--sigma-w2", "2",
+            "--out", str(out), "--no-plot"]
+    assert runner.invoke(app, args).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, hevar="0.0.1")))
+    before = (out / "layers.csv").read_bytes()
+    result = runner.invoke(app, ["sweep", "--resume", str(out)])
+    assert result.exit_code == 2 and "hevar 0.0.1" in result.output and "'resume'" in result.output
+    assert (out / "layers.csv").read_bytes() == before
