@@ -98,16 +98,16 @@ def sweep(
     if resume is not None and manifest is None:
         raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{resume}' instead.")
     if manifest is not None:
-        made_by = manifest.get("hevar")
+        try:
+            previous = build_config(manifest["config"])
+        except UsageError as exc:
+            raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
+        made_by = manifest.get("hevar", "unknown")
         if made_by != __version__:  # finished points would mix two versions' numbers
             raise UsageError(
                 f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made by hevar "
                 f"{made_by}; this is hevar {__version__}. Finish it with hevar {made_by}, or start a new --out folder."
             )
-        try:
-            previous = build_config(manifest["config"])
-        except UsageError as exc:
-            raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
         given = {k: v for k, v in {**preset, **flags}.items() if v is not None and k in SweepConfig().to_dict()}
         if given and previous != cfg:
             was, now = previous.to_dict(), cfg.to_dict()
