@@ -102,7 +102,7 @@ def sweep(
             previous = build_config(manifest["config"])
         except UsageError as exc:
             raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
-        made_by = manifest.get("hevar", "unknown")
+        made_by = manifest.get("hevar", "an unknown version")
         if made_by != __version__:  # finished points would mix two versions' numbers
             raise UsageError(
                 f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made by hevar "

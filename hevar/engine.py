@@ -379,13 +379,17 @@ def measure(
 def _colsq(a: Array) -> Array:
     """Σ over rows of a², per column, as float64 (a: (n, C)).
 
-    Summed in the array's dtype (fast); where a square or the sum leaves the dtype's range, as
-    float32 does at |a| ≈ 1e19, summed again in float64 so that only a true overflow of a is one.
+    Summed in the array's dtype (fast); where a square or the sum leaves the dtype's normal range,
+    as float32 does above |a| ≈ 1e19 and below ≈ 1e-19, summed again in float64 so that only a true
+    overflow or underflow of a itself is one.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         col = np.einsum("nc,nc->c", a, a)
-    if a.dtype != np.float64 and not np.all(np.isfinite(col)):
-        col = np.einsum("nc,nc->c", a, a, dtype=float)
+    if a.dtype != np.float64:
+        # Squares below ~1e-38 are subnormal in float32 and lose digits silently; redo such sums too.
+        tiny = np.finfo(a.dtype).tiny * 2.0**24
+        if not np.all(np.isfinite(col)) or np.any((col < tiny) & (col > 0)) or np.any(col == 0):
+            col = np.einsum("nc,nc->c", a, a, dtype=float)
     return col.astype(float, copy=False)
 
 
@@ -536,6 +540,7 @@ def _measure_chunk(kernel: _Pointwise, homogeneous: bool, widths: tuple[int, ...
     layer = np.arange(1, L + 1)[:, None]
     first_bad = np.array([int(s.rsplit(" ", 1)[1]) if s != "ok" else L + 1 for s in status])
     log_q = np.where(layer < first_bad[None, :], log_q, np.nan)
+    log_an = np.where(layer <= first_bad[None, :], log_an, np.nan)  # ‖φ(zˡ⁻¹)‖² is valid up to l = first bad
     dead = ~alive
     out = [a.T.copy() for a in (log_q, log_qt, log_gn, log_dn, log_an)]
     for arr in out[1:4]:

@@ -257,6 +257,10 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
             a[bad_layer - 1:] = np.nan
 
     s_in, s_out = init.scaled_variances(s, widths, mode)
+    # χ₁ is a constant-width quantity: with per-layer gains that differ (a width profile whose fan
+    # mode does not cancel them) there is no single fixed point, and chi_theory is the number to use.
+    # (For homogeneous φ, G does not depend on q, so equal backward gains are enough.)
+    uniform = bool(np.allclose(s_out[:-1], s) and (act.homogeneous or np.allclose(s_in, s)))
     # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
     # answer — an empty cell — not something to warn about mid-sweep.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -293,7 +297,7 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     crit = theory.critical_sigma_w2_n(act, b)
     summary = dict(
         key, n_seeds=n_seeds, chi_hat=chi_hat, chi_hat_se=chi_se, chi_theory=chi_th,
-        chi1=theory.chi1(act, s, b), fit_first_layer=first, fit_last_layer=last,
+        chi1=theory.chi1(act, s, b) if uniform else math.nan, fit_first_layer=first, fit_last_layer=last,
         log10_q_tilde_ratio=(qt[0][0] - qt[0][-1]) / LN10,
         log10_q_tilde_ratio_theory=(log_qt_th[0] - log_qt_th[-1]) / LN10,
         sigma_w2_n_crit=crit.sigma_w2_n, critical_kind=crit.kind, status=status,

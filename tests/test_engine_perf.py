@@ -69,6 +69,22 @@ def test_renormalisation_band_is_crossed_and_invisible(name, dtype):
     _assert_matches_reference(m, act, widths, std, np.zeros(2), 6, Streams(8, 0), dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu:0.1", "linear"])
+def test_renormalisation_on_every_layer_is_invisible(name, dtype, monkeypatch):
+    """A narrow band forces renormalisation on nearly every layer, forward and backward, in both
+    dtypes (the default float64 band is rarely crossed by test-sized nets)."""
+    from hevar import engine
+
+    monkeypatch.setitem(engine._RESCALE_BAND, np.dtype(dtype), 0.5)
+    act = parse_activation(name)
+    widths = (24,) * 13
+    std = _configs(widths, np.array([0.6, 2.0, 3.5]))
+    bias = np.array([0.0, 0.3, 0.0])
+    m = measure(act, widths, std, bias, 5, Streams(4, 2), dtype)
+    _assert_matches_reference(m, act, widths, std, bias, 5, Streams(4, 2), dtype)
+
+
 def test_chunks_and_regeneration_give_the_same_numbers_as_one_pass():
     act = parse_activation("relu")
     std = _configs(WIDTHS, np.linspace(0.5, 4, 8))
