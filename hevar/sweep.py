@@ -141,7 +141,7 @@ def _chi_hat(layers: np.ndarray, log_q_tilde: np.ndarray) -> tuple[float, float]
 
     Averaging q̃ over seeds before the logarithm keeps the estimate close to the growth of E[q̃ˡ];
     the mean of per-seed log-slopes would be biased low by about half the per-layer variance of
-    ln q̃ (≈ 1.4/N for ReLU). ``log_q_tilde`` has shape (seeds, layers).
+    ln q̃ (of order 1/N for ReLU). ``log_q_tilde`` has shape (seeds, layers).
     """
     n = log_q_tilde.shape[0]
     if not np.all(np.isfinite(log_q_tilde)):
