@@ -97,3 +97,71 @@ def test_chi_hat_matches_chi1_for_non_homogeneous_activations(act, sigma_w2):
     crit = [r for r in summary if abs(r["sigma_w2_n"] - r["sigma_w2_n_crit"]) < 1e-4]
     for row in crit:
         assert row["chi1"] == pytest.approx(1.0, abs=1e-4)
+
+
+# --- the reductions on hand-made seed logs, against independent computations --------------------------
+
+def _hand_made(log_q_tilde_rows):
+    """Seeds whose ln q̃ rows are given; every other field follows from them."""
+    from hevar.engine import Measurement
+    from hevar.sweep import FIELDS
+
+    out = []
+    for row in log_q_tilde_rows:
+        row = np.asarray(row, dtype=float)
+        fields = {f: row[None, :].copy() for f in FIELDS}
+        out.append(Measurement(**fields, status=("ok",)))
+    return out
+
+
+def _reduce_hand_made(rows):
+    import warnings
+
+    from hevar.sweep import Task
+
+    L = len(rows[0])
+    cfg = build_config(dict(act="relu", depth=str(L), width="8", sigma_w2="2", seeds=str(len(rows))))
+    results = {Task("relu", L, 8, i): m for i, m in enumerate(_hand_made(rows))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer_rows, summary_rows, _ = reduce(cfg, results)
+    return layer_rows, summary_rows[0]
+
+
+def test_chi_hat_is_the_slope_of_the_seed_mean_with_a_jackknife_se():
+    """Two seeds with slopes −1 and −3: the seed mean decays like e^{−l}, so χ̂ ≈ e (not e² as
+    the mean of per-seed slopes would give); the SE is recomputed by hand with np.polyfit."""
+    L = 8
+    layers = np.arange(1, L + 1)
+    rng = np.random.default_rng(0)
+    rows = [-1.0 * layers, -3.0 * layers, -2.0 * layers + rng.normal(0, 0.3, L), -1.5 * layers]
+    _, summary = _reduce_hand_made(rows)
+    first, last = fit_layers(L)
+    sel = slice(first - 1, last)
+    logs = np.array(rows)
+
+    def slope(subset):
+        mean = np.log(np.mean(np.exp(subset), axis=0))
+        return np.polyfit(layers[sel], mean[sel], 1)[0]
+
+    chi = np.exp(-slope(logs))
+    loo = np.array([slope(np.delete(logs, i, axis=0)) for i in range(len(rows))])
+    se = chi * np.sqrt((len(rows) - 1) / len(rows) * np.sum((loo - loo.mean()) ** 2))
+    assert summary["chi_hat"] == pytest.approx(chi, rel=1e-12)
+    assert summary["chi_hat_se"] == pytest.approx(se, rel=1e-12)
+    per_seed = np.exp(-np.mean([np.polyfit(layers[sel], r[sel], 1)[0] for r in logs]))
+    assert abs(summary["chi_hat"] - per_seed) > 1.0  # the estimator is not the mean of log-slopes
+
+
+def test_spread_columns_are_the_16th_and_84th_percentiles_across_seeds():
+    offsets = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    rows = [np.full(4, o) for o in offsets]
+    layer_rows, _ = _reduce_hand_made(rows)
+    lo, hi = np.exp(np.percentile(offsets, [16, 84]))
+    for row in layer_rows:
+        assert row["q_tilde_lo"] == pytest.approx(lo, rel=1e-12)
+        assert row["q_tilde_hi"] == pytest.approx(hi, rel=1e-12)
+        assert row["q_tilde"] == pytest.approx(np.mean(np.exp(offsets)), rel=1e-12)
+        values = np.exp(offsets)
+        assert row["q_tilde_m2_ratio"] == pytest.approx(np.mean(values**2) / np.mean(values) ** 2, rel=1e-12)
+        assert row["var_ln_q_tilde"] == pytest.approx(np.var(offsets, ddof=1), rel=1e-12)
