@@ -49,6 +49,9 @@ CRITICAL_TOL = 1e-6  # |χ₁ - 1| at or below this is reported as the critical 
 S_SCAN = np.geomspace(1e-2, 1e4, 181)  # σ_w²·N searched for χ₁ = 1 (30 points per decade)
 _Q_GRID = np.geomspace(1e-14, 1e14, 281)  # q scanned for fixed points (10 points per decade)
 _HUGE = 1e300  # q beyond this is treated as having overflowed to +inf
+# Relative accuracy assumed for V(q), with a margin: the quadrature agrees with 30-digit mpmath to
+# ≤ 1e-15 over q in [1e-14, 1e14]; the worst closed form (elu/selu near q = 0.1) to ≤ 7e-15.
+V_RTOL = 1e-14
 
 
 # --- Gaussian moments ------------------------------------------------------------------------------
@@ -321,8 +324,9 @@ class FixedPoint:
 
     q: float  # q*; 0.0 for the σ_b² = 0 fixed point at the origin, inf for divergence
     slope: float  # F'(q*) = s·V'(q*); at q = inf, lim F(q)/q = s·G(∞)
-    stable: bool  # attracts nearby q: slope < 1 (finite or 0); slope > 1 at q = inf
-    chi1: float  # s·G(q*)
+    stable: bool  # attracts nearby q: slope < 1 (finite or 0); slope > 1 at q = inf (marginal: see below)
+    chi1: float  # s·G(q*); at q = inf the limit s·G(∞)
+    marginal: bool = False  # q = inf with s·G(∞) = 1 to rounding: F(q)/q → 1, q drifts without settling
 
 
 @functools.lru_cache(maxsize=64)
@@ -331,10 +335,37 @@ def _grid_v(act: Activation) -> Array:
 
 
 def _log_ratio(act: Activation, q: Array, s: Array, sigma_b2: float, v: Array | None = None) -> Array:
-    """r(q) = ln F(q) - ln q: > 0 where the map pushes q up, < 0 where it pulls q down."""
+    """r(q) = ln(F(q)/q): > 0 where the map pushes q up, < 0 where it pulls q down.
+
+    Taken as the log of the ratio, not ln F - ln q: near a fixed point F/q ≈ 1 and its log is exact
+    to an ulp, whereas ln F - ln q would carry ε·(|ln F| + |ln q|) ≈ 7e-15 at q = 1e14.
+    """
     v = V(act, q) if v is None else v
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.log((s * v + sigma_b2) / q)
+
+
+def _log_ratio_error(s: Array, v: Array, sigma_b2: float) -> Array:
+    """A bound on the error of :func:`_log_ratio` at the same points (same broadcasting).
+
+    F/q = (s·V + σ_b²)/q has relative error V_RTOL·s·V/F from V plus an ulp from each of the
+    product, the sum and the quotient; the log near 1 adds one more. Where |r| is within this, its
+    sign is rounding noise: where s·V(q)/q → 1 as q → ∞ (s = 1/G(∞), σ_b² = 0, e.g. gelu or softplus
+    at s = 2), r sinks into it for q ≳ 1e6–1e10 and flips sign at random.
+    """
+    sv = np.asarray(s * v, dtype=float)
+    total = sv + sigma_b2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(s * v + sigma_b2) - np.log(q)
+        share = np.where(total > 0, sv / np.where(total > 0, total, 1.0), 1.0)
+    return V_RTOL * share + 4 * np.finfo(float).eps
+
+
+def _resolved_sign(act: Activation, q: Array, s: Array, sigma_b2: float, v: Array | None = None) -> Array:
+    """The sign of r(q) where |r| exceeds its error bound, else 0 (undecided; nan is undecided too)."""
+    v = V(act, q) if v is None else v
+    r = _log_ratio(act, q, s, sigma_b2, v)
+    err = _log_ratio_error(s, v, sigma_b2)
+    return np.where(r > err, 1, np.where(r < -err, -1, 0))
 
 
 def _refine(act: Activation, lo: Array, hi: Array, s: Array, sigma_b2: float) -> Array:
@@ -378,13 +409,21 @@ def _illinois(func, a: Array, b: Array, xtol: float = 1e-15, maxiter: int = 200)
 def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint, ...]:
     """All fixed points of q ↦ F(q) = s·V(q) + σ_b², with their stability, in increasing q.
 
-    Finite fixed points are the sign changes of ln F(q) - ln q on a grid of 10 points per decade in
-    q ∈ [1e-14, 1e14], refined to rounding; two fixed points closer than a grid step (a near-tangency)
-    can be missed. Listed besides:
+    Finite fixed points are the sign changes of r(q) = ln(F(q)/q) on a grid of 10 points per decade in
+    q ∈ [1e-14, 1e14], refined to rounding. A grid point counts only where |r| exceeds its error bound
+    (V_RTOL relative in V plus a few ulps, see :func:`_log_ratio_error`); a sign change is between
+    consecutive such points, with any undecided points between them inside the bracket. So every
+    finite point listed is genuine, |F(q*) - q*| ≲ 1e-14·q*, but two fixed points closer than a grid
+    step, or a tangency where |r| never leaves its error band, can be missed. Listed besides:
 
     - q* = 0 when it is one (σ_b² = 0 and φ(0) = 0); its slope is F'(0) = s·G(0⁺), χ₁ = s·G(0⁺);
-    - q* = inf when F(q)/q → s·G(∞) ≥ 1, i.e. q diverges (attracting when > 1; at exactly 1 the
-      next order decides and ``stable`` is False).
+    - q* = inf when F(q)/q → s·G(∞) > 1 beyond rounding, i.e. q diverges (attracting);
+    - q* = inf with ``marginal`` True when s·G(∞) = 1 to rounding (s = 1/G(∞): gelu, silu, mish,
+      softplus, elu at s = 2): r → 0 as q → ∞, so for large q it lies inside its error band and its
+      sign, which the next order of V decides, cannot be resolved; no finite point is made up there.
+      χ₁ → s·G(∞). ``stable`` is the last resolved sign of r below the band: True when q is pushed up
+      into it (softplus: V(q) - q/2 > 0; gelu with σ_b² > 0), False when it is pulled down
+      (gelu, σ_b² = 0: V(q) < q/2), and False when r is resolved nowhere.
 
     For positively homogeneous φ, F(q) = a·q + σ_b² with a = s·V(1) is affine: the fixed point
     σ_b²/(1 - a) (0 when σ_b² = 0) when a < 1; 0 (unstable) and divergence when a > 1; divergence
@@ -417,20 +456,29 @@ def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint
         return tuple(points)
     if sigma_b2 == 0 and lim.phi0 == 0:
         points.append(FixedPoint(0.0, s * lim.g0, s * lim.g0 < 1, s * lim.g0))
-    r = _log_ratio(act, _Q_GRID, np.float64(s), sigma_b2, _grid_v(act))
-    idx = np.flatnonzero(np.sign(r[:-1]) * np.sign(r[1:]) < 0)
-    exact = np.flatnonzero(r == 0)
-    roots = np.concatenate([
-        _refine(act, _Q_GRID[idx], _Q_GRID[idx + 1], np.full(len(idx), float(s)), sigma_b2),
-        _Q_GRID[exact]])
-    roots.sort()
+    sign = _resolved_sign(act, _Q_GRID, np.float64(s), sigma_b2, _grid_v(act))
+    decided = np.flatnonzero(sign != 0)
+    flip = sign[decided[:-1]] != sign[decided[1:]]
+    lo, hi = decided[:-1][flip], decided[1:][flip]
+    roots = _refine(act, _Q_GRID[lo], _Q_GRID[hi], np.full(len(lo), float(s)), sigma_b2)
     if len(roots):
         slopes = s * dV(act, roots)
         chis = s * G(act, roots)
         points += [FixedPoint(float(q), float(k), bool(k < 1), float(c)) for q, k, c in zip(roots, slopes, chis)]
-    if s * lim.g_inf >= 1:
-        points.append(FixedPoint(math.inf, s * lim.g_inf, s * lim.g_inf > 1, s * lim.g_inf))
+    chi_inf = s * lim.g_inf  # = lim F(q)/q, so r(∞) = ln χ_inf
+    if _marginal_at_inf(s, lim):
+        last = int(sign[decided[-1]]) if decided.size else 0
+        points.append(FixedPoint(math.inf, chi_inf, last > 0, chi_inf, marginal=True))
+    elif chi_inf > 1:
+        points.append(FixedPoint(math.inf, chi_inf, True, chi_inf))
     return tuple(points)
+
+
+def _marginal_at_inf(s: float | Array, lim: Limits) -> bool | Array:
+    """s·G(∞) = 1 to rounding: r(q) → ln(s·G(∞)) lies within its error bound as q → ∞."""
+    with np.errstate(divide="ignore"):
+        r_inf = np.log(np.asarray(s, dtype=float) * lim.g_inf)
+    return np.abs(r_inf) <= V_RTOL + 4 * np.finfo(float).eps
 
 
 def _attractor(act: Activation, s: Array, sigma_b2: float, q_in: float) -> Array:
@@ -439,40 +487,50 @@ def _attractor(act: Activation, s: Array, sigma_b2: float, q_in: float) -> Array
     The trajectory starts at q¹ = s·q_in + σ_b². V is nondecreasing for every built-in φ (the tests
     check it), so F is monotone and qˡ moves monotonically to the nearest fixed point in the
     direction F(q¹) - q¹ points: up to the first root above q¹ (or ∞), down to the last one below
-    (or 0).
+    (or 0). Signs of r = ln(F/q) count only where resolved (see :func:`fixed_points`): where r sinks
+    into its error band for large q (s = 1/G(∞)) nothing stops qˡ and q* = ∞, the marginal case; a
+    q¹ with r unresolved is itself q* (to rounding), or ∞ when it lies in that unbounded band.
     """
     s = np.asarray(s, dtype=float)
     q1 = s * q_in + sigma_b2
     lim = limits(act)
-    r1 = np.where(q1 > 0, _log_ratio(act, np.where(q1 > 0, q1, 1.0), s, sigma_b2), np.inf)
+    sign1 = np.where(q1 > 0, _resolved_sign(act, np.where(q1 > 0, q1, 1.0), s, sigma_b2), 1)
     if sigma_b2 == 0 and lim.phi0 == 0:
-        r1 = np.where(q1 > 0, r1, 0.0)  # starting at the fixed point 0
-    r_grid = _log_ratio(act, _Q_GRID[None, :], s[:, None], sigma_b2, _grid_v(act)[None, :])
-    q_star = np.where(r1 == 0, q1, np.nan)
+        sign1 = np.where(q1 > 0, sign1, 0)  # starting at the fixed point 0
+    grid = _Q_GRID[None, :]
+    sign = _resolved_sign(act, grid, s[:, None], sigma_b2, _grid_v(act)[None, :])
     m = len(_Q_GRID)
+    index = np.arange(m)[None, :]
     lo, hi = np.full(s.shape, np.nan), np.full(s.shape, np.nan)
 
-    up = r1 > 0
-    cand = (_Q_GRID[None, :] > q1[:, None]) & (r_grid <= 0)
-    first = np.argmax(cand, axis=1)
-    found = cand.any(axis=1)
+    settled_above = ~np.any((grid > q1[:, None]) & (sign != 0), axis=1)  # nothing resolved above q¹
+    q_star = np.where(sign1 == 0, np.where(settled_above & _marginal_at_inf(s, lim), np.inf, q1), np.nan)
+
+    up = sign1 > 0
+    above = grid > q1[:, None]
+    first = np.argmax(above & (sign < 0), axis=1)  # first resolved r < 0 above q¹
+    found = np.any(above & (sign < 0), axis=1)
     q_star = np.where(up & ~found, np.inf, q_star)
     sel = up & found
-    below_first = np.where(first[sel] > 0, _Q_GRID[np.maximum(first[sel] - 1, 0)], 0.0)
-    lo[sel] = np.maximum(np.maximum(q1[sel], below_first), 1e-300)  # q¹ = 0 when q_in = 0
+    # the last resolved r > 0 between q¹ and it (else q¹ itself, where r > 0 too)
+    last_pos = np.max(np.where(above & (sign > 0) & (index < first[:, None]), index, -1), axis=1)
+    lo[sel] = np.where(last_pos[sel] >= 0, _Q_GRID[np.maximum(last_pos[sel], 0)], q1[sel])
     hi[sel] = _Q_GRID[first[sel]]
 
-    down = r1 < 0
-    cand = (_Q_GRID[None, :] < q1[:, None]) & (r_grid >= 0)
-    last = m - 1 - np.argmax(cand[:, ::-1], axis=1)
-    found = cand.any(axis=1)
+    down = sign1 < 0
+    below = grid < q1[:, None]
+    last = np.max(np.where(below & (sign > 0), index, -1), axis=1)  # last resolved r > 0 below q¹
+    found = last >= 0
     q_star = np.where(down & ~found, 0.0, q_star)
     sel = down & found
+    # the first resolved r < 0 between it and q¹ (else q¹ itself, where r < 0 too)
+    after = below & (sign < 0) & (index > last[:, None])
+    first_neg = np.where(np.any(after, axis=1), np.argmax(after, axis=1), -1)
     lo[sel] = _Q_GRID[last[sel]]
-    hi[sel] = np.where(last[sel] < m - 1, np.minimum(q1[sel], _Q_GRID[np.minimum(last[sel] + 1, m - 1)]), q1[sel])
+    hi[sel] = np.where(first_neg[sel] >= 0, _Q_GRID[np.maximum(first_neg[sel], 0)], q1[sel])
 
     todo = np.flatnonzero(np.isfinite(lo))
-    q_star[todo] = _refine(act, lo[todo], hi[todo], s[todo], sigma_b2)
+    q_star[todo] = _refine(act, np.maximum(lo[todo], 1e-300), hi[todo], s[todo], sigma_b2)
     return q_star
 
 
@@ -797,7 +855,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; inf when the phase is
     critical, where -1/ln χ₁ would only measure rounding), ``phase``
     ("ordered" / "critical" / "chaotic"), ``fixed_points`` (list of ``{"q", "slope", "stable",
-    "chi1"}``, all fixed points of the map, see :func:`fixed_points`),
+    "chi1", "marginal"}``, all fixed points of the map, see :func:`fixed_points` and :class:`FixedPoint`),
     ``depth`` (L) and ``layers``: list of ``{"layer", "q", "q_tilde", "chi"}`` for l = 1..L with qˡ
     from the forward recursion started at q_in, q̃ˡ from the backward one with q̃ᴸ = 1, and
     χˡ = s·G(qˡ) (so q̃ˡ = χˡ·q̃ˡ⁺¹).
@@ -820,7 +878,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ph = phase(c)
     out.update(sigma_w2_n=s, q_star=q_fixed_point(act, s, sigma_b2, q_in), chi1=c,
                xi=math.inf if ph == "critical" else depth_scale(c), phase=ph)
-    out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1)
+    out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal)
                            for p in fixed_points(act, s, sigma_b2)]
     s_layers = np.full(int(depth), s)
     log_q = log_q_trajectory(act, s_layers, sigma_b2, q_in)

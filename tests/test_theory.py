@@ -158,6 +158,74 @@ def test_all_fixed_points_and_stability():
     assert only.stable and 0 < only.q < 1
 
 
+@pytest.mark.parametrize("spec, sigma_b2, pushed_up", [
+    ("gelu", 0.0, False), ("silu", 0.0, False), ("mish", 0.0, False), ("softplus", 0.0, True),
+    ("gelu", 0.05, True), ("silu", 0.05, True), ("mish", 0.05, True), ("softplus", 0.05, True),
+])
+def test_marginal_infinity_makes_up_no_fixed_points(spec, sigma_b2, pushed_up):
+    """At s = 1/G(∞) = 2, F(q)/q → 1: r = ln(F/q) sinks into rounding for large q and used to flip
+    sign at random, listing ~40 'fixed points' in [5e9, 1e14]. It is one marginal q* = ∞."""
+    act = parse_activation(spec)
+    s = 1 / theory.limits(act).g_inf
+    assert s == 2.0
+    points = theory.fixed_points(act, s, sigma_b2)
+    assert all(p.q < 1e6 or p.q == math.inf for p in points), [p.q for p in points]
+    *finite, infinity = points
+    assert len(finite) <= 2
+    assert infinity.q == math.inf and infinity.marginal and infinity.chi1 == pytest.approx(1, abs=1e-15)
+    assert infinity.stable == pushed_up  # the sign of r where it is still resolved, below the band
+    assert not any(p.marginal for p in finite)
+    rep = theory.report(act, sigma_b2=sigma_b2, sigma_w2_n=s, depth=2)  # what --json prints
+    assert [(p["q"], p["stable"], p["marginal"]) for p in rep["fixed_points"]] == [
+        (p.q, p.stable, p.marginal) for p in points]
+    assert "e+" not in rep["critical_label"]  # no made-up points in the label's "unstable fixed point(s)"
+    if pushed_up and sigma_b2 == 0:  # softplus: V(q) > q/2, so q¹ = 2 climbs for ever
+        assert theory.q_fixed_point(act, s, sigma_b2) == math.inf
+        assert theory.chi1(act, s, sigma_b2) == 1.0
+
+
+def _marginal_and_critical_s(spec, sigma_b2):
+    act = parse_activation(spec)
+    lim, crit = theory.limits(act), theory.critical_sigma_w2_n(act, sigma_b2)
+    ss = [0.5, 1.0, 1.5, 2.5, 3.0, 20.0, 103.0]
+    ss += [1 / lim.g0] if lim.g0 > 0 else []
+    ss += [f / lim.g_inf for f in (1, 1 - 1e-9, 1 + 1e-9)] if lim.g_inf > 0 else []
+    ss += [x for x in (crit.sigma_w2_n, crit.jump_at) if math.isfinite(x)]
+    return [(spec, sigma_b2, s) for s in sorted(set(ss))]
+
+
+@pytest.mark.parametrize("spec, sigma_b2, s", [case for spec in NON_HOMOGENEOUS for b in (0.0, 0.05)
+                                                for case in _marginal_and_critical_s(spec, b)])
+def test_every_listed_fixed_point_is_genuine(spec, sigma_b2, s):
+    """Each finite q* solves F(q*) = q*, and r = ln(F/q) changes sign across it well above rounding,
+    in the direction its stability says; along q, stable and unstable points alternate."""
+    act = parse_activation(spec)
+    points = theory.fixed_points(act, s, sigma_b2)
+    for p in points:
+        if not 0 < p.q < math.inf:
+            continue
+        assert abs(float(theory.qmap(act, p.q, s, sigma_b2)) - p.q) <= 1e-13 * p.q
+        below, above = (math.log(float(theory.qmap(act, q, s, sigma_b2)) / q) for q in (p.q * 0.999, p.q * 1.001))
+        assert min(abs(below), abs(above)) > 1e-13, (p, below, above)
+        assert (below > 0 > above) if p.stable else (below < 0 < above), (p, below, above)
+    finite = [p for p in points if p.q < math.inf and p.slope != 1]
+    assert all(a.stable != b.stable for a, b in zip(finite[:-1], finite[1:])), points
+    assert [p.q for p in points] == sorted(p.q for p in points)
+
+
+@pytest.mark.parametrize("spec, sigma_b2, expected, kind", [
+    ("sigmoid", 0.0, 103.008, "finite q*"), ("sigmoid", 0.05, 103.128, "finite q*"),
+    ("erf", 0.05, 1.37584, "finite q*"), ("elu", 0.05, 1.53372, "finite q*"), ("selu", 0.05, 0.901766, "finite q*"),
+    ("gelu", 0.0, 2.155, "jump"), ("silu", 0.0, 2.430, "jump"), ("mish", 0.0, 2.107, "jump"),
+    ("gelu", 0.05, 2.105, "jump"), ("silu", 0.05, 2.380, "jump"), ("mish", 0.05, 2.057, "jump"),
+])
+def test_readme_table_values(spec, sigma_b2, expected, kind):
+    crit = theory.critical_sigma_w2_n(parse_activation(spec), sigma_b2)
+    assert crit.kind == kind
+    value = crit.jump_at if kind == "jump" else crit.sigma_w2_n
+    assert value == pytest.approx(expected, rel=5e-6) if kind != "jump" else value == pytest.approx(expected, abs=5e-4)
+
+
 @pytest.mark.parametrize("spec", NON_HOMOGENEOUS)
 def test_dV_matches_finite_difference(spec):
     act = parse_activation(spec)
