@@ -203,3 +203,138 @@ def test_user_defined_errors(user_module, suffix, fragment):
     with pytest.raises(UsageError) as info:
         parse_activation(suffix.format(mod=user_module))
     assert fragment in str(info.value)
+
+
+# --- user-defined activations that are not float-array maps: one clean UsageError at parse time ---
+
+
+@pytest.fixture
+def bad_module(tmp_path, monkeypatch):
+    name = "hevar_test_bad_acts"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import math
+        import sys
+
+        import numpy as np
+
+        calls = []
+
+        def scalar_only(z):
+            return math.tanh(z)
+
+        def wrong_shape(z):
+            calls.append(z.dtype)
+            return np.tanh(z).ravel()[:3]
+
+        def reduces(z):
+            return np.sum(np.tanh(z))
+
+        def complex_valued(z):
+            return np.exp(1j * z)
+
+        def strings(z):
+            return np.array([["x"] * z.shape[1]] * z.shape[0])
+
+        def log(z):
+            return np.log(z)
+
+        def exits(z):
+            sys.exit(3)
+
+        def good(z):
+            return np.tanh(z)
+
+        def step(z):
+            return (z > 0).astype(np.int64)
+
+        def wide(z):
+            return np.tanh(z.astype(np.float64))
+    """))
+    (tmp_path / "hevar_test_broken_import.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield name
+    for module in (name, "hevar_test_broken_import"):
+        sys.modules.pop(module, None)
+
+
+PROBE_FORMAT = "The 'act' parameter must be a MODULE:FUNCTION that maps a float array to a float array of the same shape."
+
+
+@pytest.mark.parametrize("suffix, fragment", [
+    ("{mod}:scalar_only", "(it raised TypeError: "),
+    ("{mod}:wrong_shape", "(it returned shape (3,) for input shape (2, 4))"),
+    ("{mod}:reduces", "(it returned shape () for input shape (2, 4))"),
+    ("{mod}:complex_valued", "(it returned dtype complex128 for float64 input)"),
+    ("{mod}:strings", "(it returned dtype <U1 for float64 input)"),
+    ("{mod}:log", "(it returned nan at z = -3 (float64))"),
+    ("{mod}:exits", "(it raised SystemExit: 3)"),
+    ("{mod}:good:{mod}:scalar_only", "(the derivative scalar_only raised TypeError: "),
+    ("{mod}:good:{mod}:log", "(the derivative log returned nan at z = -3 (float64))"),
+    ("os:system", "(it raised TypeError: "),
+    ("os:getcwd", "(it raised TypeError: "),
+])
+def test_user_defined_must_map_float_arrays(bad_module, suffix, fragment):
+    text = suffix.format(mod=bad_module)
+    with pytest.raises(UsageError) as info:
+        parse_activation(text)
+    message = str(info.value)
+    assert message.startswith(f"{PROBE_FORMAT} Got '{text}' instead (") and message.endswith(").")
+    assert fragment in message and "\n" not in message
+    assert info.value.param == "act"
+
+
+def test_user_defined_probe_is_all_that_runs(bad_module):
+    """A rejected φ is called once, on the float64 probe, and never again."""
+    calls = sys.modules.get(bad_module) or __import__(bad_module)
+    calls.calls.clear()
+    with pytest.raises(UsageError):
+        parse_activation(f"{bad_module}:wrong_shape")
+    assert calls.calls == [np.float64]
+
+
+def test_user_defined_results_are_cast_to_the_input_dtype(bad_module):
+    wide = parse_activation(f"{bad_module}:wide")  # computes in float64 whatever the input
+    z32 = np.linspace(-3, 3, 7, dtype=np.float32)
+    assert wide.phi(z32).dtype == np.float32 and wide.dphi(z32).dtype == np.float32
+    np.testing.assert_allclose(wide.phi(z32), np.tanh(z32), rtol=1e-6)
+    step = parse_activation(f"{bad_module}:step")  # ints are exact as floats
+    assert step.phi(np.array([-1.0, 2.0])).tolist() == [0.0, 1.0] and step.phi(np.ones(2)).dtype == np.float64
+
+
+def test_user_defined_import_failure_is_one_line(bad_module):
+    with pytest.raises(UsageError) as info:
+        parse_activation("hevar_test_broken_import:f")
+    assert "importing module 'hevar_test_broken_import' failed (RuntimeError: boom second line)" in str(info.value)
+
+
+@pytest.mark.parametrize("act, fragment", [
+    ("os:system", "it raised TypeError"),
+    ("os:getcwd", "it raised TypeError"),
+    ("{mod}:scalar_only", "it raised TypeError"),
+    ("{mod}:wrong_shape", "it returned shape (3,)"),
+    ("{mod}:good:{mod}:log", "the derivative log returned nan"),
+    ("hevar_test_broken_import:f", "importing module 'hevar_test_broken_import' failed"),
+    ("{mod}:calls", "has no callable 'calls'"),
+])
+@pytest.mark.parametrize("command", ["sweep", "theory", "gains"])
+def test_cli_rejects_bad_user_activation_cleanly(bad_module, tmp_path, act, fragment, command):
+    from typer.testing import CliRunner
+
+    from hevar.cli import app
+
+    act = act.format(mod=bad_module)
+    out = tmp_path / "run"
+    argv = {"sweep": ["sweep", "--act", act, "--depth", "3", "--width", "4", "--seeds", "1", "--batch", "2",
+                      "--no-plot", "--out", str(out)],
+            "theory": ["theory", "--act", act],
+            "gains": ["gains", "--act", act]}[command]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: The 'act' parameter ") and fragment in lines[0], lines
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == [
+        n for n in before if n != "__pycache__"]
