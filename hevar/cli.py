@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hevar import __version__, executors, resources, store, sweep as sweep_mod
-from hevar.config import SweepConfig, build_config, read_preset
+from hevar.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
+                          parse_sigma_w2, read_preset)
 from hevar.errors import UsageError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
+MAX_LAYER_ROWS = 50  # per-layer rows `hevar theory` prints; the rest are elided (--json keeps all)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -74,11 +76,12 @@ def sweep(
     batch: Optional[str] = typer.Option(None, "--batch", metavar="INT", help="Inputs per network B. [default: 128]"),
     seed: Optional[str] = typer.Option(None, "--seed", metavar="INT", help="Base random seed. [default: 0]"),
     dtype: Optional[str] = typer.Option(None, "--dtype", metavar="DTYPE", help="float32 or float64. [default: float64]"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder. [default: outputs/<time>-<act>]"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML preset (see configs/); flags given here override it."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder. [default: outputs/TIME-ACT]"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE",
+        help="TOML preset (see configs/); flags given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Finish an interrupted run in RUN_DIR."),
     plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Render the figures at the end. [default: plot]"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", metavar="INT",
+    jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
         help="Worker processes; each gets cores/INT BLAS threads. 0 = one per core. Results do not depend on it. "
         "[default: 1, in this process]"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
@@ -90,7 +93,7 @@ def sweep(
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
-    executor = executors.open_executor(jobs, scheduler)
+    executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
@@ -130,7 +133,7 @@ def sweep(
     attempt = {"attempt": len(attempts) + 1, "argv": sys.argv, "started": started, "finished": None, "computed": [],
                "executor": executor.describe()}
     base = {
-        "hevar": __version__, "numpy": np.__version__, "python": platform.python_version(),
+        "hevar": __version__, "numpy": np.__version__, "python": platform.python_version(), **_environment(),
         "config": cfg.to_dict(), "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
         "started": manifest["started"] if manifest else started, "finished": None,
         "attempts": attempts + [attempt],
@@ -173,38 +176,74 @@ def sweep(
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
+def _environment() -> dict[str, Any]:
+    """What else the numbers depend on: the byte-identical CSVs of a resumed run assume the same NumPy and BLAS."""
+    from importlib import metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    blas = None
+    try:  # NumPy >= 1.26 reports its build; older ones only print it
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        blas = {k: {f: deps[k].get(f) for f in ("name", "version", "openblas configuration") if deps[k].get(f)}
+                for k in ("blas", "lapack") if isinstance(deps.get(k), dict)}
+    except Exception:  # noqa: BLE001 — provenance only; a run must not fail for it
+        pass
+    return {"scipy": version("scipy"), "matplotlib": version("matplotlib"), "platform": platform.platform(),
+            "machine": platform.machine(), "blas": blas}
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def _print_summary(rows: list[dict]) -> None:
     from rich import box
+    from rich.measure import Measurement
 
-    table = Table(title="χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    # Fan mode and weight distribution: a column only when some row leaves the defaults.
-    inits = [" ".join(v for v, default in ((r.get("mode", ""), "fan_in"), (r.get("dist", ""), "normal"))
-                      if v and v != default) for r in rows]
-    profiles = sorted({r.get("widths", "") for r in rows} - {""})
-    columns = ("activation", "L", "N", "σ_b²", "σ_w²·N", "χ̂", "± se", "χ theory", "status") + (("init",) if any(inits) else ())
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("activation", "status", "init") else "right",
-                         no_wrap=col in ("activation", "status"))
+    # (header, text of a row, shown in the title when all rows agree, and then only if not the default)
+    keys = (("L", lambda r: str(r["depth"]), None), ("N", lambda r: str(r["width"]), None),
+            ("σ_b²", lambda r: f"{r['sigma_b2']:g}", None), ("mode", lambda r: r.get("mode") or "fan_in", "fan_in"),
+            ("dist", lambda r: r.get("dist") or "normal", "normal"))
+    varying, fixed = [], []
+    for name, text, default in keys:
+        values = {text(r) for r in rows}
+        if len(values) > 1:
+            varying.append((name, text))
+        elif values and values != {default}:
+            fixed.append(f"{name} = {values.pop()}")
+    # Title and caption are printed apart from the table, so that they wrap at the terminal's width, not the table's.
+    out.print("χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)"
+              + (f"\n{', '.join(fixed)}" if fixed else ""), markup=False, highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("activation", justify="left", no_wrap=True)
+    for name, _ in varying:
+        table.add_column(name, justify="left" if name in ("mode", "dist") else "right", no_wrap=True)
+    for name in ("σ_w²·N", "χ̂", "± se", "χ theory"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", justify="left", overflow="fold")
     critical: dict[tuple, str] = {}
-    for r, init in zip(rows, inits):
+    for r in rows:
         crit = r["sigma_w2_n_crit"]
         at_crit = math.isfinite(crit) and math.isclose(r["sigma_w2_n"], crit, rel_tol=1e-9)
-        table.add_row(r["activation"], str(r["depth"]), str(r["width"]), f"{r['sigma_b2']:g}",
+        table.add_row(r["activation"], *(text(r) for _, text in varying),
                       f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
-                      _fmt(r["chi_theory"]), r["status"], *([init or "—"] if any(inits) else []))
+                      _fmt(r["chi_theory"]), r["status"])
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
             + f" ({r['critical_kind']})"
-    table.caption = "critical σ_w²·N (◀): " + "; ".join(
+    caption = "critical σ_w²·N (◀): " + "; ".join(
         f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
+    profiles = sorted({r.get("widths", "") for r in rows} - {""})
     if any(not p.startswith("constant:") for p in profiles):
-        table.caption += "\nwidths N_0..N_L: " + ", ".join(profiles) + " (N is N_0)"
-    table.caption_justify = "left"
+        caption += "\nwidths N_0..N_L: " + ", ".join(profiles) + " (N is N_0)"
+    if Measurement.get(out, out.options.update_width(10**4), table).minimum > out.width:  # many varying keys: one space apart
+        table.padding = (0, 0, 0, 0)
     out.print(table)
+    out.print(caption, markup=False, highlight=False)
 
 
 def _render(run_dir: Path) -> list[Path]:
@@ -216,21 +255,31 @@ def _render(run_dir: Path) -> list[Path]:
     return paths
 
 
-@app.command()
+class _PlainUsage(typer.core.TyperCommand):
+    """Typer's command, with a required argument written by its metavar alone: `hevar plot RUN_DIR`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+@app.command(cls=_PlainUsage)
 @user_errors
-def plot(run_dir: Path = typer.Argument(..., help="A run folder written by `hevar sweep`.")) -> None:
-    """Render the figures of RUN_DIR from its CSVs alone into RUN_DIR/plots/."""
+def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True)) -> None:
+    """Render the figures of RUN_DIR, a run folder written by `hevar sweep`, from its CSVs alone into
+    RUN_DIR/plots/."""
     _render(run_dir)
 
 
 @app.command("theory")
 @user_errors
 def theory_command(
-    act: str = typer.Option(..., "--act", help="Activation spec: relu, tanh, leaky_relu:SLOPE, … (see `hevar activations`)."),
-    sigma_b2: float = typer.Option(0.0, "--sigma-b2", help="Bias variance σ_b² (raw)."),
-    sigma_w2: Optional[float] = typer.Option(None, "--sigma-w2", metavar="S",
+    act: str = typer.Option(..., "--act", metavar="ACT",
+        help="One activation: relu, tanh, leaky_relu:SLOPE, … (see `hevar activations`)."),
+    sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="FLOAT", help="Bias variance σ_b² (raw). [default: 0]"),
+    sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="FLOAT",
         help="Weight variance in units of 1/N (σ_w²·N) for the phase and per-layer predictions. [default: the critical value]"),
-    depth: int = typer.Option(10, "--depth", metavar="L", help="Layers to predict qˡ and q̃ˡ for."),
+    depth: Optional[str] = typer.Option(None, "--depth", metavar="INT",
+        help=f"Layers L to predict qˡ and q̃ˡ for; the table shows at most {MAX_LAYER_ROWS}, --json all. [default: 10]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (nan → null, ±inf → \"inf\"/\"-inf\")."),
 ) -> None:
     """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
@@ -240,7 +289,10 @@ def theory_command(
     from hevar import theory
     from hevar.activations import parse_activation
 
-    report = theory.report(parse_activation(act), sigma_b2=sigma_b2, sigma_w2_n=sigma_w2, depth=depth)
+    activation = parse_activation(parse_acts(act, one="theory")[0])
+    report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
+                           sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
+                           depth=parse_depth(depth if depth is not None else 10))
     if as_json:
         out.print(json.dumps(_json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
@@ -262,13 +314,20 @@ def theory_command(
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
     if not report["layers"]:
-        out.print("No critical σ_w²·N: pass --sigma-w2 S for per-layer predictions.", markup=False, highlight=False)
+        out.print("No critical σ_w²·N: pass --sigma-w2 FLOAT for per-layer predictions.", markup=False, highlight=False)
         return
-    layers = Table(title=f"per layer at σ_w²·N = {_num(report['sigma_w2_n'])}", title_justify="left")
+    rows = report["layers"]
+    shown = rows if len(rows) <= MAX_LAYER_ROWS else rows[:MAX_LAYER_ROWS // 2] + [None] + rows[-(MAX_LAYER_ROWS // 2):]
+    layers = Table(title=f"per layer at σ_w²·N = {_num(report['sigma_w2_n'])}", title_justify="left",
+                   caption=f"{len(rows) - MAX_LAYER_ROWS} layers left out (…); --json has all" if None in shown else None,
+                   caption_justify="left")
     for col in ("layer", "qˡ", "q̃ˡ (q̃ᴸ = 1)", "χˡ = σ_w²·N·G(qˡ)"):
-        layers.add_column(col, justify="right")
-    for row in report["layers"]:
-        layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
+        layers.add_column(col, justify="right", no_wrap=True)
+    for row in shown:
+        if row is None:
+            layers.add_row("…", "…", "…", "…")
+        else:
+            layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
     out.print(layers)
 
 
@@ -277,9 +336,13 @@ def theory_command(
 def gains_command(
     act: Optional[str] = typer.Option(None, "--act", metavar="LIST",
         help="Activation(s), comma-separated (see `hevar activations`). [default: every built-in one]"),
-    sigma_b2: float = typer.Option(0.0, "--sigma-b2", help="Bias variance σ_b² (raw)."),
-    depth: int = typer.Option(50, "--depth", metavar="L", help="Layers over which the gradient factor q̃¹/q̃ᴸ is predicted."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (keys: see hevar/gains.py; nan → null, ±inf → \"inf\"/\"-inf\")."),
+    sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="FLOAT", help="Bias variance σ_b² (raw). [default: 0]"),
+    depth: Optional[str] = typer.Option(None, "--depth", metavar="INT",
+        help="Layers L over which the gradient factor q̃¹/q̃ᴸ is predicted. [default: 50]"),
+    as_json: bool = typer.Option(False, "--json",
+        help="Print one JSON object: σ_b², L, the stable band and verdict rule, and per activation its critical "
+        "σ_w²·N and, for each framework initialisation, σ_w²·N, χ₁, q*, the gradient factor, the verdict and the "
+        "`hevar sweep` command that measures it (nan → null, ±inf → \"inf\"/\"-inf\")."),
 ) -> None:
     """What PyTorch's and Keras' default initialisations mean at constant width: σ_w²·N, the
     theory's χ₁ there, the predicted gradient factor q̃¹/q̃ᴸ over the depth and a verdict, next to
@@ -289,8 +352,9 @@ def gains_command(
     from hevar import gains
     from hevar.activations import parse_activation
 
-    acts = None if act is None else [parse_activation(a) for a in act.split(",") if a.strip()]
-    table = gains.gains_table(acts, sigma_b2=sigma_b2, depth=depth)
+    acts = None if act is None else [parse_activation(a) for a in parse_acts(act)]
+    table = gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
+                              depth=parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH))
     if as_json:
         out.print(json.dumps(_json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
                   soft_wrap=True)
@@ -336,7 +400,7 @@ def activations_command() -> None:
 
     table = Table(title="Activations (spec: NAME or NAME:PARAM)", title_justify="left")
     for col in ("name", "parameters", "closed-form V, G", "homogeneous", "summary"):
-        table.add_column(col, justify="left")
+        table.add_column(col, justify="left", overflow="fold")
     for row in list_activations():
         name = row["name"] + (f" (alias {', '.join(row['aliases'])})" if row["aliases"] else "")
         params = ", ".join(f"{p['name']}={p['default']:g}" for p in row["params"]) or "—"

@@ -3,7 +3,7 @@
 Values come from three layers, later ones winning: built-in defaults < a TOML preset
 (``--config configs/smoke.toml``, keys are the option names) < flags given on the command line.
 Every bad value raises :class:`~hevar.errors.UsageError` with one message format:
-"The 'depth' parameter must be an int in the range [1, inf). Got 0 instead."
+"The 'depth' parameter must be an int in the range [1, 100001). Got '0' instead."
 """
 
 from __future__ import annotations
@@ -164,6 +164,40 @@ def _acts(raw: Any) -> tuple[str, ...]:
         raise UsageError(str(exc), param="act") from None
 
 
+# One name, form and range for each option that several commands share (`sweep`, `theory`, `gains`).
+MAX_DEPTH = 100_000  # L: the deepest network any command accepts
+MAX_COUNT = 100_000  # seeds and worker processes
+
+
+def parse_depth(raw: Any) -> int:
+    """One depth L (``theory``, ``gains``); ``sweep`` takes a grid of them in the same range."""
+    return _number("depth", raw, int, 1, MAX_DEPTH + 1)
+
+
+def parse_sigma_w2(raw: Any) -> float:
+    """One σ_w²·N, in units of 1/N: a float in (0, inf)."""
+    return _number("sigma-w2", raw, float, 0, math.inf, lo_open=True)
+
+
+def parse_sigma_b2(raw: Any) -> float:
+    """One σ_b² (raw): a float in [0, inf)."""
+    return _number("sigma-b2", raw, float, 0, math.inf)
+
+
+def parse_jobs(raw: Any) -> int:
+    """Local worker processes; 0 means one per core."""
+    return _number("jobs", raw, int, 0, MAX_COUNT + 1)
+
+
+def parse_acts(raw: Any, one: str | None = None) -> tuple[str, ...]:
+    """Canonical activation specs from a comma list; with ``one`` (the command's name), exactly one."""
+    acts = _acts(raw)
+    if one is not None and len(acts) != 1:
+        raise _bad("act", f"one activation (`hevar {one}` takes one; `hevar gains` or `hevar sweep` take a comma "
+                   "list)", raw)
+    return acts
+
+
 def _choices(name: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
     """A comma list (or TOML list) of names from ``allowed``, repeats dropped."""
     items = raw if isinstance(raw, (list, tuple)) else raw.split(",") if isinstance(raw, str) else None
@@ -199,7 +233,7 @@ def _resolve_widths(values: dict[str, Any], origin: Mapping[str, str]) -> dict[s
     depth = init.profile_depth(spec)
     if depth is not None:
         if origin.get("depth") is not None and not (origin["depth"] == "preset" and ws_from == "flags"):
-            given = parse_grid("depth", values["depth"], int, 1, 100_001)
+            given = parse_grid("depth", values["depth"], int, 1, MAX_DEPTH + 1)
             if given != (depth,):
                 raise _bad("depth", f"{depth}, the number of layers of --widths {spec}, or left out",
                            values["depth"] if isinstance(values["depth"], str) else ",".join(map(str, given)))
@@ -215,11 +249,11 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
         raise _bad("dtype", f"one of {', '.join(DTYPES)}", v["dtype"])
     return SweepConfig(
         act=_acts(v["act"]),
-        depth=parse_grid("depth", v["depth"], int, 1, 100_001),
+        depth=parse_grid("depth", v["depth"], int, 1, MAX_DEPTH + 1),
         width=parse_grid("width", v["width"], int, 1, 100_001),
         sigma_w2=parse_grid("sigma-w2", v["sigma_w2"], float, 0, math.inf, lo_open=True, allow_range=True),
         sigma_b2=parse_grid("sigma-b2", v["sigma_b2"], float, 0, math.inf, allow_range=True),
-        seeds=_number("seeds", v["seeds"], int, 1, 100_001),
+        seeds=_number("seeds", v["seeds"], int, 1, MAX_COUNT + 1),
         batch=_number("batch", v["batch"], int, 1, 10_000_001),
         seed=_number("seed", v["seed"], int, 0, 2**63),
         dtype=dtype,

@@ -108,7 +108,11 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
 
 
 def _size(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+    """Bytes as people read them: "512 B", "1 KiB", "3.5 MiB", "12 GiB" (powers of 1024)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def check_memory(config: SweepConfig, workers: int = 1, memory: Memory | None = None) -> None:

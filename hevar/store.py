@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import shlex
 import tempfile
 import zipfile
 from pathlib import Path
@@ -170,7 +171,11 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         theory_path = run_dir / "theory.csv"
         theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
     except UsageError as exc:
-        raise UsageError(f"{what}. Got '{run_dir}' instead: {exc}", param="run_dir") from None
+        unfinished = not (run_dir / "layers.csv").exists() and (run_dir / MANIFEST).is_file() \
+            and (run_dir / POINTS).is_dir()
+        hint = (f" The run did not finish; complete it with `hevar sweep --resume {shlex.quote(str(run_dir))}`."
+                if unfinished else "")
+        raise UsageError(f"{what}. Got '{run_dir}' instead: {exc}{hint}", param="run_dir") from None
     return layers, summary, theory
 
 

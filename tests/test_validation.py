@@ -102,6 +102,46 @@ def test_message_format_is_the_one_format(cwd):
     assert result.output.strip() == "Error: The 'depth' parameter must be an int in the range [1, 100001). Got '0' instead."
 
 
+# --- `hevar theory`, `hevar gains` and `sweep --jobs`: the same names, form and ranges as the sweep ---------------
+
+# (argv, name the message must contain)
+OTHER_CASES = [
+    *[(["theory", "--act", "relu", "--sigma-w2", v], "'sigma-w2'") for v in ("2/N", "0", "-1", "nan", "inf", "abc", "")],
+    *[(["theory", "--act", "relu", "--sigma-b2", v], "'sigma-b2'") for v in ("-0.1", "x", "nan", "-inf", "")],
+    *[(["theory", "--act", "relu", "--depth", v], "'depth'") for v in ("10.5", "0", "-1", "100001", "1000000", "x", "")],
+    *[(["theory", "--act", v], "'act'") for v in ("relu,tanh", "relu,", ",", "", "rleu", "leaky_relu:2")],
+    *[(["gains", "--depth", v], "'depth'") for v in ("1.5", "0", "100001", "x", "")],
+    *[(["gains", "--sigma-b2", v], "'sigma-b2'") for v in ("-1", "x", "inf")],
+    *[(["gains", "--act", v], "'act'") for v in ("relu,", ",", "relu,,tanh", "", "rleu")],
+    *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--jobs", v], "'jobs'")
+      for v in ("two", "-1", "1.5", "", "100001")],
+]
+
+
+@pytest.mark.parametrize("argv,name", OTHER_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in OTHER_CASES])
+def test_theory_gains_and_jobs_are_validated_like_the_sweep(cwd, argv, name):
+    result = _invoke(argv, cwd)
+    text = _assert_rejected(result, name)
+    assert len(text.strip().splitlines()) == 1 and "Usage:" not in text  # ours, not click's
+    assert text.startswith(f"Error: The {name} parameter ") and " instead." in text
+    assert _listing(cwd) == []
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    ("--depth", "0", "must be an int in the range [1, 100001). Got '0' instead."),
+    ("--depth", "100001", "must be an int in the range [1, 100001). Got '100001' instead."),
+    ("--sigma-b2", "-1", "must be a float in the range [0, inf). Got '-1' instead."),
+])
+def test_one_message_for_one_option_in_every_command(cwd, option, value, expected):
+    name = option.strip("-")
+    commands = [["sweep", "--no-plot"], ["theory", "--act", "relu"], ["gains", "--act", "relu"]]
+    for argv in commands:
+        result = _invoke([*argv, option, value], cwd)
+        assert result.output.strip() == f"Error: The '{name}' parameter {expected}", (argv, result.output)
+    result = _invoke(["theory", "--act", "relu", "--sigma-w2", "-1"], cwd)
+    assert result.output.strip() == "Error: The 'sigma-w2' parameter must be a float in the range (0, inf). Got '-1' instead."
+
+
 # --- paths: --out, --resume, --config, and `hevar plot RUN_DIR` ---------------------------------------
 
 
@@ -185,6 +225,18 @@ def _plot_cases(tmp: Path) -> list[tuple[Path, str]]:
             (garbled, "'run_dir'"), (no_summary, "'run_dir'")]
 
 
+def test_plot_of_an_interrupted_run_says_how_to_finish_it(tmp_path, cwd):
+    run = tmp_path / "run dir"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    (run / "points").mkdir()
+    message = _assert_rejected(_invoke(["plot", str(run)], cwd), "'run_dir'")
+    assert "layers.csv" in message and "did not finish" in message
+    assert f"hevar sweep --resume '{run}'" in message
+    (run / "points").rmdir()  # no points: not a run that was started, no advice to resume
+    assert "--resume" not in _assert_rejected(_invoke(["plot", str(run)], cwd), "'run_dir'")
+
+
 def test_plot_rejects_what_is_not_a_run_folder(tmp_path, cwd):
     for run_dir, name in _plot_cases(tmp_path):
         before = _listing(tmp_path)
@@ -265,13 +317,27 @@ def test_memory_guard_refuses_before_anything_is_written(cwd):
     argv = ["sweep", *[x for k, v in flags.items() for x in (f"--{k}", v)], "--no-plot"]
     result = _invoke(argv, cwd, env={"HEVAR_MEMORY_LIMIT": str(limit)})
     message = _assert_rejected(result, "'batch'")
-    assert f"{limit / 2**20:.3g} MiB is available (HEVAR_MEMORY_LIMIT)" in message
-    assert f"needs about {need / 2**20:.3g} MiB" in message
+    assert f"{resources._size(limit)} is available (HEVAR_MEMORY_LIMIT)" in message
+    assert f"needs about {resources._size(need)}" in message
     suggested = int(re.search(r"--batch (\d+) or less", message).group(1))
     assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested) <= limit
     assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested + 1) > limit
     assert "--dtype float32" in message
     assert _listing(cwd) == []
+
+
+@pytest.mark.parametrize("n,text", [(0, "0 B"), (1000, "1000 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
+                                    (3 * 2**20, "3 MiB"), (2**30 + 2**29, "1.5 GiB"), (5 * 2**40, "5 TiB")])
+def test_sizes_are_written_in_the_unit_that_reads(n, text):
+    from hevar import resources
+
+    assert resources._size(n) == text
+
+
+def test_a_tiny_memory_limit_is_shown_in_kib(cwd):
+    result = _invoke(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot"], cwd,
+                     env={"HEVAR_MEMORY_LIMIT": "1K"})
+    assert "but 1 KiB is available" in _assert_rejected(result, "'batch'")
 
 
 def test_memory_guard_names_a_bad_limit(cwd):
