@@ -40,6 +40,7 @@ Everything here is pure: no files, no printing, randomness only from the :class:
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -288,6 +289,41 @@ def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: 
 # --- the engine -------------------------------------------------------------------------------------
 
 
+class _BufferPool:
+    """Weight buffers handed back after a pass and reused by the next one, thread-safe.
+
+    Drawing into memory the process has already touched avoids the page faults of a fresh
+    allocation: about a fifth of a pass at (L, N, B) = (100, 512, 256) in float64, where ~200 MB of
+    weights are kept. Holds at most ``capacity`` bytes (what one pass may keep anyway); the numbers
+    drawn into a buffer do not depend on where it came from.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.free: dict[tuple, list[Array]] = {}
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        with self.lock:
+            stack = self.free.get((shape, dtype))
+            if stack:
+                buf = stack.pop()
+                self.held -= buf.nbytes
+                return buf
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, buffers) -> None:
+        with self.lock:
+            for buf in buffers:
+                if self.held + buf.nbytes <= self.capacity:
+                    self.free.setdefault((buf.shape, buf.dtype), []).append(buf)
+                    self.held += buf.nbytes
+
+
+_POOL = _BufferPool(DEFAULT_WEIGHT_BUDGET)
+
+
 class _Weights:
     """Standard-normal Gˡ on demand: kept ones from memory, the rest drawn into one scratch buffer."""
 
@@ -309,14 +345,22 @@ class _Weights:
             return self.kept[layer]
         n_out, n_in = self.widths[layer], self.widths[layer - 1]
         if layer in self.keep:
-            G = self.kept[layer] = self.streams.weights(layer, n_out, n_in, self.dt)
+            G = self.kept[layer] = self.streams.weights(layer, n_out, n_in, self.dt,
+                                                        out=_POOL.take((n_out, n_in), self.dt))
             return G
         size = n_out * n_in
         if self.scratch is None or self.scratch.size < size:
             biggest = max(self.widths[l] * self.widths[l - 1] for l in range(1, len(self.widths))
                           if l not in self.keep)
-            self.scratch = np.empty(biggest, dtype=self.dt)
+            if self.scratch is not None:
+                _POOL.give([self.scratch])
+            self.scratch = _POOL.take((biggest,), self.dt)
         return self.streams.weights(layer, n_out, n_in, self.dt, out=self.scratch[:size].reshape(n_out, n_in))
+
+    def release(self) -> None:
+        """Hand the buffers back to the pool for the next pass."""
+        _POOL.give(list(self.kept.values()) + ([self.scratch] if self.scratch is not None else []))
+        self.kept, self.scratch = {}, None
 
 
 def measure(
@@ -365,11 +409,14 @@ def measure(
     weights = _Weights(streams, widths, dt, plan.kept)
     x = streams.inputs(widths[0], batch, dt)
     g = streams.readout(widths[-1], batch, dt)
-    parts = [
-        _measure_chunk(kernel, act.homogeneous, widths, weight_std[s], bias_std[s], batch, streams, dt,
-                       weights, x, g)
-        for s in (slice(i, i + plan.chunk) for i in range(0, K, plan.chunk))
-    ]
+    try:
+        parts = [
+            _measure_chunk(kernel, act.homogeneous, widths, weight_std[s], bias_std[s], batch, streams, dt,
+                           weights, x, g)
+            for s in (slice(i, i + plan.chunk) for i in range(0, K, plan.chunk))
+        ]
+    finally:
+        weights.release()
     fields = [np.concatenate([p[i] for p in parts]) for i in range(5)]
     status = tuple(s for p in parts for s in p[5])
     mean_sq = np.array([weights.mean_sq.get(l, np.nan) for l in range(1, len(widths))])

@@ -162,3 +162,28 @@ def test_benchmark_runs_in_quick_mode(tmp_path):
     case = result["cases"][0]
     assert case["engine"] > 0 and case["limit"] == pytest.approx(case["blas"] + case["sampling"])
     assert "engine_over_limit" in case and "reference_over_engine" in result["sweep"]
+
+
+def test_pooled_weight_buffers_change_no_number_even_across_threads():
+    """Kept weights are drawn into buffers reused from earlier passes (fewer page faults): a pass
+    gives the same numbers first, after other passes, and while another runs in a second thread."""
+    import threading
+
+    act = parse_activation("tanh")
+    widths = (48,) * 9
+    std = _configs(widths, np.array([0.8, 1.5]))
+
+    def run(seed):
+        return measure(act, widths, std, np.array([0.0, 0.1]), 6, Streams(3, seed))
+
+    first = run(0)
+    run(1)
+    results = {}
+    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, run(s))) for s in (0, 1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for again in (run(0), results[0]):
+        for field in ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2"):
+            np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
