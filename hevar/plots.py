@@ -683,6 +683,23 @@ def _minus(text: str) -> str:
     return text.replace("-", "\u2212")
 
 
+def _summary_grid(summary: Table, row_key: str, value: np.ndarray):
+    """Summary rows as cells: columns the swept σ_w²·N, rows the values of ``row_key``.
+
+    Returns (σ_w²·N values, row values, ``value`` per cell — nan where no row —, and whether each
+    cell's status is not "ok")."""
+    s_col, r_col, status = _col(summary, "sigma_w2_n"), _col(summary, row_key), _col(summary, "status")
+    swept, rows = _finite_unique(s_col), _finite_unique(r_col)
+    grid = np.full((rows.size, swept.size), np.nan)
+    not_ok = np.zeros_like(grid, dtype=bool)
+    for r, s, v, st in zip(r_col, s_col, value, status):
+        if np.isfinite(r) and np.isfinite(s):
+            i, j = np.searchsorted(rows, r), np.searchsorted(swept, s)
+            grid[i, j] = v
+            not_ok[i, j] = st not in ("ok", "")
+    return swept, rows, grid, not_ok
+
+
 def plot_depth_map(
     ax: Axes,
     summary: Table,
@@ -700,18 +717,9 @@ def plot_depth_map(
     are hatched. With ``annotate`` (default: at most 14 columns and 120 cells) each cell shows its value.
     """
     artists: list[Artist] = []
-    s_col, depth_col = _col(summary, "sigma_w2_n"), _col(summary, "depth")
-    value_col, status = _col(summary, "log10_q_tilde_ratio"), _col(summary, "status")
-    swept, depths = _finite_unique(s_col), _finite_unique(depth_col)
+    swept, depths, grid, not_ok = _summary_grid(summary, "depth", _col(summary, "log10_q_tilde_ratio"))
     if not swept.size or not depths.size:
         return artists
-    grid = np.full((depths.size, swept.size), np.nan)
-    not_ok = np.zeros_like(grid, dtype=bool)
-    for d, s, v, st in zip(depth_col, s_col, value_col, status):
-        if np.isfinite(d) and np.isfinite(s):
-            i, j = np.searchsorted(depths, d), np.searchsorted(swept, s)
-            grid[i, j] = v
-            not_ok[i, j] = st not in ("ok", "")
     norm = norm or depth_map_norm(grid)
     cmap = cmap.with_extremes(bad="0.85")
     x_edges, y_edges = np.arange(swept.size + 1) - 0.5, np.arange(depths.size + 1) - 0.5
@@ -889,17 +897,11 @@ def plot_phase(
     artists: list[Artist] = []
     s_col, b_col = _col(summary, "sigma_w2_n"), _col(summary, "sigma_b2")
     chi_col, se_col, status = _col(summary, "chi_hat"), _col(summary, "chi_hat_se"), _col(summary, "status")
-    swept, biases = _finite_unique(s_col), _finite_unique(b_col)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_chi = np.where(chi_col > 0, np.log(np.where(chi_col > 0, chi_col, 1.0)), np.nan)
+    swept, biases, grid, not_ok = _summary_grid(summary, "sigma_b2", log_chi)
     if not swept.size or not biases.size:
         return artists
-    grid = np.full((biases.size, swept.size), np.nan)
-    not_ok = np.zeros_like(grid, dtype=bool)
-    for s, b, chi, st in zip(s_col, b_col, chi_col, status):
-        if np.isfinite(s) and np.isfinite(b):
-            i, j = np.searchsorted(biases, b), np.searchsorted(swept, s)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                grid[i, j] = np.log(chi) if chi > 0 else np.nan
-            not_ok[i, j] = st not in ("ok", "")
     norm = norm or phase_norm(grid)
     cmap = cmap.with_extremes(bad="0.85")
     x_edges, y_edges = _edges(swept), _edges(biases)
