@@ -134,7 +134,10 @@ def sweep(
                "executor": executor.describe()}
     base = {
         "hevar": __version__, "numpy": np.__version__, "python": platform.python_version(), **_environment(),
-        "config": cfg.to_dict(), "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
+        "config": cfg.to_dict(),
+        "config_units": {"sigma_w2": "σ_w²·N, units of 1/N as given to --sigma-w2 (the CSVs' sigma_w2 is the raw "
+                         "σ_w² and their sigma_w2_n this value)", "sigma_b2": "raw σ_b²"},
+        "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
         "started": manifest["started"] if manifest else started, "finished": None,
         "attempts": attempts + [attempt],
     }

@@ -142,3 +142,13 @@ def test_help_uses_one_metavar_style():
         assert not any(t in result.output for t in ("<path>", "<str>", "<float>", "<int>", "{run_dir}")), result.output
         assert "hevar/" not in result.output  # no pointers into the source
     assert "plot [OPTIONS] RUN_DIR\n" in runner.invoke(app, ["plot", "--help"]).output
+
+
+def test_manifest_says_what_its_sigma_w2_means(tmp_path):
+    out = tmp_path / "run"
+    args = ["sweep", "--depth", "3", "--width", "8", "--seeds", "2", "--batch", "2", "--sigma-w2", "2",
+            "--out", str(out), "--no-plot"]
+    assert runner.invoke(app, args).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["sigma_w2"] == [2.0]
+    assert "σ_w²·N" in manifest["config_units"]["sigma_w2"]
