@@ -40,7 +40,9 @@ Everything here is pure: no files, no printing, randomness only from the :class:
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -357,6 +359,22 @@ class _Weights:
             self.scratch = _POOL.take((biggest,), self.dt)
         return self.streams.weights(layer, n_out, n_in, self.dt, out=self.scratch[:size].reshape(n_out, n_in))
 
+    def prefetch(self, threads: int) -> None:
+        """Draw every kept Gˡ now, in ``threads`` threads: each layer has its own stream, so the
+        numbers do not depend on the order, and NumPy fills arrays without holding the GIL. Sampling
+        is single-threaded and dominates narrow deep nets; this runs it on every core the pass may use."""
+        todo = sorted(l for l in self.keep if l not in self.kept)
+        if threads < 2 or len(todo) < 2:
+            return
+        buffers = {l: _POOL.take((self.widths[l], self.widths[l - 1]), self.dt) for l in todo}
+
+        def draw(layer: int) -> None:
+            self.streams.weights(layer, *buffers[layer].shape, self.dt, out=buffers[layer])
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(draw, todo))
+        self.kept.update(buffers)
+
     def release(self) -> None:
         """Hand the buffers back to the pool for the next pass."""
         _POOL.give(list(self.kept.values()) + ([self.scratch] if self.scratch is not None else []))
@@ -407,6 +425,7 @@ def measure(
     kernel = _Pointwise(act, dt)
     plan = _plan(widths, K, batch, dt, kernel.kind, weight_budget, memory_budget)
     weights = _Weights(streams, widths, dt, plan.kept)
+    weights.prefetch(_sampling_threads())
     x = streams.inputs(widths[0], batch, dt)
     g = streams.readout(widths[-1], batch, dt)
     try:
@@ -421,6 +440,20 @@ def measure(
     status = tuple(s for p in parts for s in p[5])
     mean_sq = np.array([weights.mean_sq.get(l, np.nan) for l in range(1, len(widths))])
     return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)))
+
+
+def _sampling_threads() -> int:
+    """Threads for drawing weights: the cores this process may use, capped like BLAS's own pool
+    (``--jobs`` sets OMP_NUM_THREADS/OPENBLAS_NUM_THREADS in its workers so that they share cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            cores = min(cores, int(value))
+    return cores
 
 
 def _colsq(a: Array) -> Array:

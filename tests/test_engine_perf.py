@@ -187,3 +187,18 @@ def test_pooled_weight_buffers_change_no_number_even_across_threads():
     for again in (run(0), results[0]):
         for field in ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2"):
             np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
+
+
+@pytest.mark.parametrize("dist", ["normal", "uniform", "orthogonal"])
+def test_threaded_prefetch_of_kept_weights_changes_no_number(dist, monkeypatch):
+    from hevar import engine
+
+    act = parse_activation("relu")
+    widths = (40, 48, 40, 56, 40, 40, 48)
+    std = _configs(widths, np.array([1.0, 2.0]))
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(engine, "_sampling_threads", lambda t=threads: t)
+        results.append(measure(act, widths, std, np.zeros(2), 5, Streams(6, 1, dist)))
+    for field in ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2", "weight_mean_sq"):
+        np.testing.assert_array_equal(getattr(results[1], field), getattr(results[0], field))
