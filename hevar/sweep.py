@@ -225,6 +225,19 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
     return layer_rows, summary_rows, theory_rows(config)
 
 
+def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, profile: str, mode: str,
+                dist: str) -> tuple[dict, list[dict]]:
+    """Key columns of one configuration: for its summary row, and for each layer's rows.
+
+    With a width profile, `width` is N_0 in the summary and N_l in layer rows, and `sigma_w2` is
+    σ_{w,1}² in the summary and σ_{w,l}² in layer rows (all s/N for constant width and fan_in)."""
+    sigma_w2 = init.layer_sigma_w2(s, np.asarray(widths), mode)
+    key = dict(activation=act_name, depth=len(widths) - 1, width=int(widths[0]), sigma_w2=float(sigma_w2[0]),
+               sigma_w2_n=s, sigma_b2=b, widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
+    layers = [dict(key, layer=l, width=int(widths[l]), sigma_w2=float(sigma_w2[l - 1])) for l in range(1, len(widths))]
+    return key, layers
+
+
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
                    logs: dict[str, np.ndarray], statuses: list[str], *, widths: tuple[int, ...],
                    profile: str = "", mode: str = "fan_in", dist: str = "normal",
@@ -232,12 +245,8 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     n_seeds = logs["log_q"].shape[0]
     status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
-    # A width profile: `width` is N_l in layer rows and N_0 in the summary, `sigma_w2` is σ_{w,l}² in
-    # layer rows and σ_{w,1}² in the summary (both s/N for constant width and fan_in).
+    key, layer_keys = config_keys(act.name, widths, s, b, profile, mode, dist)
     widths = np.asarray(widths)
-    sigma_w2_layer = init.layer_sigma_w2(s, widths, mode)
-    key = dict(activation=act.name, depth=depth, width=width, sigma_w2=float(sigma_w2_layer[0]), sigma_w2_n=s, sigma_b2=b,
-               widths=profile or f"constant:{width}", mode=mode, dist=dist)
 
     def reduce_field(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vals = logs[name]
@@ -274,7 +283,7 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
 
     rows = []
     for i, layer in enumerate(layers):
-        row = dict(key, layer=int(layer), n_seeds=n_seeds, width=int(widths[layer]), sigma_w2=float(sigma_w2_layer[i]))
+        row = dict(layer_keys[i], n_seeds=n_seeds)
         for col, (mean, lo, hi), th in (("q", q, log_q_th), ("q_tilde", qt, log_qt_th), ("grad_norm2", gn, log_gn_th)):
             row[col] = _linear(mean[i])
             row[f"{col}_lo"] = _linear(lo[i])
@@ -386,17 +395,14 @@ def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dic
     rows: list[dict] = []
     for shape, tasks in groups.items():
         act = parse_activation(shape.act)
-        widths = shape.layer_widths
         for k, (s, b) in enumerate(pairs):
-            sigma_w2 = init.layer_sigma_w2(s, np.array(widths), shape.mode)
-            key = dict(activation=act.name, depth=shape.depth, sigma_w2_n=s, sigma_b2=b,
-                       widths=shape.widths or f"constant:{shape.width}", mode=shape.mode, dist=shape.dist)
+            _, layer_keys = config_keys(act.name, shape.layer_widths, s, b, shape.widths, shape.mode, shape.dist)
             for task in tasks:
                 m = results[task]
                 logs = np.stack([getattr(m, f)[k] for f in FIELDS]) / LN10  # (5, L)
                 for i in range(shape.depth):
-                    rows.append(dict(key, width=widths[i + 1], sigma_w2=float(sigma_w2[i]), seed_index=task.seed_index,
-                                     layer=i + 1, status=m.status[k], **dict(zip(names, logs[:, i]))))
+                    rows.append(dict(layer_keys[i], seed_index=task.seed_index, status=m.status[k],
+                                     **dict(zip(names, logs[:, i]))))
     return rows
 
 

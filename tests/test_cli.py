@@ -53,12 +53,17 @@ def test_python_dash_m_and_help():
     assert proc.returncode == 0 and "--sigma-w2" in proc.stdout and "1/N" in proc.stdout
 
 
-def test_resume_refuses_a_run_made_by_another_hevar_version(tmp_path):
+def _tiny_run(tmp_path):
+    """A finished three-layer run folder and its manifest."""
     out = tmp_path / "run"
     args = ["sweep", "--depth", "3", "--width", "8", "--seeds", "2", "--batch", "2", "--sigma-w2", "2",
             "--out", str(out), "--no-plot"]
     assert runner.invoke(app, args).exit_code == 0
-    manifest = json.loads((out / "manifest.json").read_text())
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def test_resume_refuses_a_run_made_by_another_hevar_version(tmp_path):
+    out, manifest = _tiny_run(tmp_path)
     (out / "manifest.json").write_text(json.dumps(dict(manifest, hevar="0.0.1")))
     before = (out / "layers.csv").read_bytes()
     result = runner.invoke(app, ["sweep", "--resume", str(out)])
@@ -145,10 +150,6 @@ def test_help_uses_one_metavar_style():
 
 
 def test_manifest_says_what_its_sigma_w2_means(tmp_path):
-    out = tmp_path / "run"
-    args = ["sweep", "--depth", "3", "--width", "8", "--seeds", "2", "--batch", "2", "--sigma-w2", "2",
-            "--out", str(out), "--no-plot"]
-    assert runner.invoke(app, args).exit_code == 0
-    manifest = json.loads((out / "manifest.json").read_text())
+    out, manifest = _tiny_run(tmp_path)
     assert manifest["config"]["sigma_w2"] == [2.0]
     assert "σ_w²·N" in manifest["config_units"]["sigma_w2"]
