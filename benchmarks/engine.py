@@ -6,19 +6,19 @@ One process, one run. For each configuration (activation, depth L, width N, batc
 σ_w² configuration, K = 1) it times, in interleaved rounds so that a noisy machine slows all of
 them alike:
 
-- ``engine``     :func:`hevar.engine.measure`;
+- ``engine``     :func:`hevar.engine.passes.measure`;
 - ``blas``       the bare matrix products the pass needs at the same shapes and dtype
                  (L forward, L−1 backward; preallocated operands and outputs);
 - ``sampling``   drawing the L standard-normal weight matrices once, from the same streams;
 - ``limit``      = blas + sampling, the machine's limit for this computation;
-- ``reference``  :func:`hevar.engine.measure_reference`, the straightforward version;
+- ``reference``  :func:`hevar.engine.passes.measure_reference`, the straightforward version;
 - ``torch``      PyTorch CPU autograd doing the same measurement one configuration at a time, as
                  a user would script it (when torch is installed; it is not a hevar dependency).
 
 Then the default ``hevar sweep --act relu`` as a whole (``run_task`` for each task) against the
 reference and the PyTorch loop doing the same sweep configuration by configuration, and the peak
 memory of a few runs, each in its own subprocess (peak resident set size, and tracemalloc's peak of NumPy
-allocations beside :func:`hevar.engine.memory_estimate`). Medians are printed and written as JSON.
+allocations beside :func:`hevar.engine.passes.memory_estimate`). Medians are printed and written as JSON.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hevar.activations import parse_activation
-from hevar.config import SweepConfig
-from hevar.engine import Streams, measure, measure_reference, memory_estimate
-from hevar.sweep import grid, plan, run_task
+from hevar.meanfield.activations import parse_activation
+from hevar.experiments.config import SweepConfig
+from hevar.engine.passes import Streams, measure, measure_reference, memory_estimate
+from hevar.experiments.sweep import grid, plan, run_task
 
 FORMAT_VERSION = 1
 FULL_SHAPES = ((50, 256, 256), (100, 512, 256), (1000, 256, 64))  # (L, N, B)

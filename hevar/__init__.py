@@ -1,9 +1,8 @@
 """hevar: signal and gradient propagation through deep networks at initialization.
 
-Modules: ``activations`` (φ, φ' and their Gaussian moments), ``gaussian`` (expectations),
-``theory`` (mean-field maps), ``engine`` (the NumPy MLP), ``config`` (the validated sweep
-configuration), ``sweep`` (tasks and reductions), ``store`` (run folders and CSVs),
-``plots`` (figures) and ``cli`` (the command line).
+Subpackages: ``meanfield`` (activations and their Gaussian moments, expectations, mean-field maps,
+finite-width fluctuations, gains), ``engine`` (initialisation and the NumPy passes), ``experiments``
+(config, sweep, executors, memory guard), ``results`` (run folders) and ``views`` (CLI, figures).
 """
 
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from hevar.cli import main
+from hevar.views.cli import main
 
 main()

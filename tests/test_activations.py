@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from hevar.activations import (
+from hevar.meanfield.activations import (
     FAMILIES, SELU_ALPHA, SELU_LAMBDA, central_difference, list_activations, parse_activation,
 )
 from hevar.errors import UsageError
@@ -321,7 +321,7 @@ def test_user_defined_import_failure_is_one_line(bad_module):
 def test_cli_rejects_bad_user_activation_cleanly(bad_module, tmp_path, act, fragment, command):
     from typer.testing import CliRunner
 
-    from hevar.cli import app
+    from hevar.views.cli import app
 
     act = act.format(mod=bad_module)
     out = tmp_path / "run"

@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
-from hevar.cli import app
-from hevar.config import SweepConfig, build_config, read_preset
+from hevar.views.cli import app
+from hevar.experiments.config import SweepConfig, build_config, read_preset
 
 runner = CliRunner()
 
@@ -77,7 +77,7 @@ def _printed(monkeypatch, width: int):
 
     from rich.console import Console
 
-    from hevar import cli
+    from hevar.views import cli
 
     buffer = io.StringIO()
     monkeypatch.setattr(cli, "out", Console(file=buffer, width=width, color_system=None))
@@ -94,7 +94,7 @@ def _summary_row(act, depth, width, sigma_b2, mode, dist, sigma_w2_n, status="ok
 def test_summary_fits_80_columns_with_every_key_varying(monkeypatch):
     from rich.cells import cell_len
 
-    from hevar import cli
+    from hevar.views import cli
 
     rows = [_summary_row(a, d, w, b, m, dist, s, "ok" if d < 600 else "overflow at layer 592")
             for a in ("leaky_relu:0.2", "softplus") for d in (6, 600) for w in (16, 256) for b in (0, 0.1)
@@ -108,7 +108,7 @@ def test_summary_fits_80_columns_with_every_key_varying(monkeypatch):
 
 
 def test_summary_puts_keys_that_never_change_in_the_title(monkeypatch):
-    from hevar import cli
+    from hevar.views import cli
 
     rows = [_summary_row("relu", 6, 16, 0, m, "uniform", s) for m in ("fan_in", "fan_out") for s in (1, 2, 4)]
     for width in (80, 120):
@@ -133,7 +133,7 @@ def test_theory_table_shows_the_first_and_last_layers_and_json_all():
 
 
 def test_activations_table_folds_rather_than_cuts(monkeypatch):
-    from hevar import cli
+    from hevar.views import cli
 
     buffer = _printed(monkeypatch, 80)
     cli.activations_command()

@@ -1,4 +1,4 @@
-"""Weight distributions (hevar.init, Streams.dist): realised variances against closed forms
+"""Weight distributions (hevar.engine.init, Streams.dist): realised variances against closed forms
 written out here (not taken from hevar), exact orthogonality, keyed and order-free sampling, and
 the realised/nominal ratio the sweep reports."""
 
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hevar import init, sweep
-from hevar.activations import parse_activation
-from hevar.config import build_config
-from hevar.engine import Streams, measure
+from hevar.engine import init
+from hevar.experiments import sweep
+from hevar.meanfield.activations import parse_activation
+from hevar.experiments.config import build_config
+from hevar.engine.passes import Streams, measure
 
 
 def torch_trunc_var(sigma: float) -> float:

@@ -15,9 +15,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from hevar import executors, sweep
-from hevar.cli import app
-from hevar.config import build_config
+from hevar.experiments import executors
+from hevar.experiments import sweep
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
 from hevar.errors import UsageError
 
 runner = CliRunner()

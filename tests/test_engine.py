@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hevar.activations import parse_activation
-from hevar.engine import Streams, measure, measure_reference
+from hevar.meanfield.activations import parse_activation
+from hevar.engine.passes import Streams, measure, measure_reference
 
 WIDTHS = (4, 5, 6, 3)
 BATCH = 3

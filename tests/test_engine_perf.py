@@ -1,6 +1,6 @@
 """The optimised engine against its oracle, its memory model, and the benchmark's smoke run.
 
-The oracle is :func:`hevar.engine.measure_reference` (explicit weights, every zˡ and δˡ stored,
+The oracle is :func:`hevar.engine.passes.measure_reference` (explicit weights, every zˡ and δˡ stored,
 no rescaling) on the same random numbers. Timings are not asserted here: they belong to
 ``benchmarks/engine.py``, which this file only runs in its quick mode.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hevar.activations import parse_activation
-from hevar.engine import Streams, measure, measure_reference, memory_estimate
+from hevar.meanfield.activations import parse_activation
+from hevar.engine.passes import Streams, measure, measure_reference, memory_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (7, 16, 9, 16, 12, 16, 16, 10, 16, 16, 16, 8)  # L = 11, uneven widths
@@ -74,7 +74,7 @@ def test_renormalisation_band_is_crossed_and_invisible(name, dtype):
 def test_renormalisation_on_every_layer_is_invisible(name, dtype, monkeypatch):
     """A narrow band forces renormalisation on nearly every layer, forward and backward, in both
     dtypes (the default float64 band is rarely crossed by test-sized nets)."""
-    from hevar import engine
+    from hevar.engine import passes as engine
 
     monkeypatch.setitem(engine._RESCALE_BAND, np.dtype(dtype), 0.5)
     act = parse_activation(name)
@@ -191,7 +191,7 @@ def test_pooled_weight_buffers_change_no_number_even_across_threads():
 
 @pytest.mark.parametrize("dist", ["normal", "uniform", "orthogonal"])
 def test_threaded_prefetch_of_kept_weights_changes_no_number(dist, monkeypatch):
-    from hevar import engine
+    from hevar.engine import passes as engine
 
     act = parse_activation("relu")
     widths = (40, 48, 40, 56, 40, 40, 48)

@@ -1,6 +1,6 @@
 """Finite-width fluctuations and Theorem 1.1, against oracles.
 
-- the exact single-input law of ‖δˡ‖² (hevar.fluctuations, docs/finite-width.md) against Monte Carlo
+- the exact single-input law of ‖δˡ‖² (hevar.meanfield.fluctuations, docs/finite-width.md) against Monte Carlo
   of the real engine, with tolerances from the measured spread;
 - β and its per-layer part by hand;
 - seeds.csv against layers.csv (the seed mean in linear scale is q_tilde; the variance, the
@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hevar import fluctuations, plots, store
-from hevar.activations import parse_activation
-from hevar.cli import app
-from hevar.engine import Streams, measure
-from hevar.sweep import FIELDS, add_fluctuation_columns
+from hevar.meanfield import fluctuations
+from hevar.views import plots
+from hevar.results import store
+from hevar.meanfield.activations import parse_activation
+from hevar.views.cli import app
+from hevar.engine.passes import Streams, measure
+from hevar.experiments.sweep import FIELDS, add_fluctuation_columns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

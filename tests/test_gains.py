@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hevar import gains
-from hevar.activations import parse_activation
-from hevar.cli import app
-from hevar.config import build_config
+from hevar.meanfield import gains
+from hevar.meanfield.activations import parse_activation
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
 
 runner = CliRunner()
 
@@ -189,7 +189,7 @@ def test_gains_table_prints_commands_and_rejects_bad_input():
 
 
 def test_factor_agrees_with_the_theory_report_layers():
-    from hevar import theory
+    from hevar.meanfield import theory
 
     act = parse_activation("erf")
     report = theory.report(act, sigma_b2=0.0, sigma_w2_n=1.3, depth=25)

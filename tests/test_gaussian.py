@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from hevar import gaussian
-from hevar.activations import FAMILIES, parse_activation
+from hevar.meanfield import gaussian
+from hevar.meanfield.activations import FAMILIES, parse_activation
 
 Q_LOG = np.logspace(-6, 4, 11)  # the range the theory promises 1e-10 on, one point per decade
 Q_DENSE = np.logspace(-6, 4, 301)

@@ -22,11 +22,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hevar import store, sweep
-from hevar.activations import FAMILIES
-from hevar.cli import app
-from hevar.config import build_config
-from hevar.engine import Measurement
+from hevar.results import store
+from hevar.experiments import sweep
+from hevar.meanfield.activations import FAMILIES
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
+from hevar.engine.passes import Measurement
 
 runner = CliRunner()
 LN10 = math.log(10)

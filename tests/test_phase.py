@@ -11,10 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from typer.testing import CliRunner
 
-from hevar import plots, store, sweep, theory
-from hevar.activations import parse_activation
-from hevar.cli import app
-from hevar.config import build_config
+from hevar.views import plots
+from hevar.results import store
+from hevar.experiments import sweep
+from hevar.meanfield import theory
+from hevar.meanfield.activations import parse_activation
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
 
 runner = CliRunner()
 TANH_CRITICAL_AT_0_05 = 1.7610  # Schoenholz et al. (2017): tanh, σ_b² = 0.05

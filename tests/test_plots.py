@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from hevar import plots, store
+from hevar.views import plots
+from hevar.results import store
 from hevar.errors import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -11,11 +11,14 @@ import pytest
 from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
-from hevar import init, plots, store, sweep
-from hevar.activations import parse_activation
-from hevar.cli import app
-from hevar.config import build_config
-from hevar.engine import Streams, measure
+from hevar.engine import init
+from hevar.views import plots
+from hevar.results import store
+from hevar.experiments import sweep
+from hevar.meanfield.activations import parse_activation
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
+from hevar.engine.passes import Streams, measure
 
 runner = CliRunner()
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hevar import store
-from hevar.cli import app
-from hevar.config import build_config
-from hevar.sweep import execute, fit_layers, plan, reduce, run_task
+from hevar.results import store
+from hevar.views.cli import app
+from hevar.experiments.config import build_config
+from hevar.experiments.sweep import execute, fit_layers, plan, reduce, run_task
 
 LAYERS_CONTRACT = ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2", "layer", "q", "q_theory",
                    "q_tilde", "q_tilde_lo", "q_tilde_hi", "q_tilde_theory", "grad_norm2", "grad_norm2_theory")
@@ -103,8 +103,8 @@ def test_chi_hat_matches_chi1_for_non_homogeneous_activations(act, sigma_w2):
 
 def _hand_made(log_q_tilde_rows):
     """Seeds whose ln q̃ rows are given; every other field follows from them."""
-    from hevar.engine import Measurement
-    from hevar.sweep import FIELDS
+    from hevar.engine.passes import Measurement
+    from hevar.experiments.sweep import FIELDS
 
     out = []
     for row in log_q_tilde_rows:
@@ -117,7 +117,7 @@ def _hand_made(log_q_tilde_rows):
 def _reduce_hand_made(rows):
     import warnings
 
-    from hevar.sweep import Task
+    from hevar.experiments.sweep import Task
 
     L = len(rows[0])
     cfg = build_config(dict(act="relu", depth=str(L), width="8", sigma_w2="2", seeds=str(len(rows))))

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from hevar import gaussian, theory
-from hevar.activations import FAMILIES, SELU_ALPHA, SELU_LAMBDA, parse_activation
+from hevar.meanfield import gaussian
+from hevar.meanfield import theory
+from hevar.meanfield.activations import FAMILIES, SELU_ALPHA, SELU_LAMBDA, parse_activation
 from hevar.errors import UsageError
 
 ALL = list(FAMILIES)
@@ -395,7 +396,7 @@ def test_report_rejects_bad_arguments(kwargs, fragment):
 def test_cli_theory_json_and_table():
     from typer.testing import CliRunner
 
-    from hevar.cli import app
+    from hevar.views.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["theory", "--act", "tanh", "--sigma-b2", "0.05", "--depth", "4", "--json"])
@@ -414,7 +415,7 @@ def test_cli_theory_json_and_table():
 def test_cli_theory_usage_errors_and_listing():
     from typer.testing import CliRunner
 
-    from hevar.cli import app
+    from hevar.views.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["theory", "--act", "rleu"])

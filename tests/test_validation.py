@@ -17,9 +17,9 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from hevar import cli
-from hevar.activations import FAMILIES, parse_activation
-from hevar.config import build_config, parse_grid, read_preset
+from hevar.views import cli
+from hevar.meanfield.activations import FAMILIES, parse_activation
+from hevar.experiments.config import build_config, parse_grid, read_preset
 from hevar.errors import UsageError
 
 runner = CliRunner()
@@ -198,7 +198,7 @@ def test_bad_paths_are_rejected_and_nothing_is_written(tmp_path, cwd):
 
 def test_a_rejected_out_leaves_no_parent_folders(tmp_path, cwd, monkeypatch):
     """A run folder whose parents had to be created, then fails its write probe: all removed."""
-    from hevar import store
+    from hevar.results import store
 
     def refuse(self, data):
         raise PermissionError(13, "Permission denied")
@@ -305,7 +305,7 @@ def test_a_flag_overrides_a_bad_preset_value_and_is_blamed_alone(tmp_path):
 
 
 def test_memory_guard_refuses_before_anything_is_written(cwd):
-    from hevar import resources
+    from hevar.experiments import resources
 
     flags = dict(act="gelu", depth="200", width="64", batch="512", seeds="1")
     cfg = build_config(flags)
@@ -329,7 +329,7 @@ def test_memory_guard_refuses_before_anything_is_written(cwd):
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1000, "1000 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
                                     (3 * 2**20, "3 MiB"), (2**30 + 2**29, "1.5 GiB"), (5 * 2**40, "5 TiB")])
 def test_sizes_are_written_in_the_unit_that_reads(n, text):
-    from hevar import resources
+    from hevar.experiments import resources
 
     assert resources._size(n) == text
 
@@ -348,8 +348,8 @@ def test_memory_guard_names_a_bad_limit(cwd):
 
 
 def test_memory_guard_uses_the_engine_estimate_of_one_configuration(monkeypatch):
-    from hevar import resources
-    from hevar.engine import memory_estimate
+    from hevar.experiments import resources
+    from hevar.engine.passes import memory_estimate
 
     cfg = build_config(dict(act="relu", depth="30", width="16,64", sigma_w2="1,2,3,4", batch="8"))
     need = memory_estimate((64,) * 31, 1, 8, "float64", act=parse_activation("relu"))
@@ -362,7 +362,7 @@ def test_memory_guard_uses_the_engine_estimate_of_one_configuration(monkeypatch)
 
 
 def test_memory_limit_is_read_from_the_machine_when_not_set(monkeypatch):
-    from hevar import resources
+    from hevar.experiments import resources
 
     monkeypatch.delenv("HEVAR_MEMORY_LIMIT", raising=False)
     memory = resources.available_memory()

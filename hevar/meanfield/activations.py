@@ -5,7 +5,7 @@ exist — the closed-form Gaussian moments the mean-field theory needs:
 
     V(q) = E[φ(√q u)²],   G(q) = E[φ'(√q u)²],   u ~ N(0, 1).
 
-Where no closed form is given, :mod:`hevar.gaussian` integrates numerically, split at ``kinks``
+Where no closed form is given, :mod:`hevar.meanfield.gaussian` integrates numerically, split at ``kinks``
 (points where φ or φ' is not smooth), because Gauss–Hermite rules converge badly across a kink.
 
 Activations are named by a *spec*: ``relu``, ``tanh``, or with parameters after colons,

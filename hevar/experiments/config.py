@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from hevar import init
-from hevar.activations import parse_activation
+from hevar.engine import init
+from hevar.meanfield.activations import parse_activation
 from hevar.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -42,9 +42,9 @@ class SweepConfig:
     batch: int = 128  # B, inputs per network
     seed: int = 0  # base seed; every random stream derives from it
     dtype: str = "float64"  # float32 or float64 arithmetic in the engine
-    widths: str = ""  # width profile N_0..N_L (hevar.init.parse_widths); "" = constant widths from `width`
-    mode: tuple[str, ...] = ("fan_in",)  # fan modes: σ_{w,l}² = σ_w²·N / N_fan(l) (hevar.init.MODES)
-    dist: tuple[str, ...] = ("normal",)  # weight distributions (hevar.init.DISTS)
+    widths: str = ""  # width profile N_0..N_L (hevar.engine.init.parse_widths); "" = constant widths from `width`
+    mode: tuple[str, ...] = ("fan_in",)  # fan modes: σ_{w,l}² = σ_w²·N / N_fan(l) (hevar.engine.init.MODES)
+    dist: tuple[str, ...] = ("normal",)  # weight distributions (hevar.engine.init.DISTS)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

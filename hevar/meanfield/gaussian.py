@@ -63,7 +63,7 @@ def expect(f: Callable[[Array], Array], q: float | Array, kinks: Sequence[float]
     q : float or array
         Variance(s) of z, ≥ 0. At q = 0 the value is the limit q → 0⁺, (f(0⁻) + f(0⁺))/2, which is f(0)
         for continuous f and the mean of the one-sided values at a jump. Negative, infinite or nan q
-        gives nan (limits at q = inf are the caller's: see :func:`hevar.theory.V`).
+        gives nan (limits at q = inf are the caller's: see :func:`hevar.meanfield.theory.V`).
     kinks : sequence of float
         Points in z where f or a derivative jumps; panels are cut there.
 

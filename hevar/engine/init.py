@@ -137,7 +137,7 @@ def layer_sigma_w2(s: float, widths, mode: str) -> np.ndarray:
 
 
 def scaled_variances(s: float, widths, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """(s_in, s_out) of :func:`hevar.theory.log_q_trajectory` / ``log_q_tilde_trajectory``.
+    """(s_in, s_out) of :func:`hevar.meanfield.theory.log_q_trajectory` / ``log_q_tilde_trajectory``.
 
     s_in[l] = σ_{w,l}²·N_{l-1} = s·N_{l-1}/N_fan(l) (the forward factor) and
     s_out[l] = σ_{w,l+1}²·N_{l+1} = s·N_{l+1}/N_fan(l+1) (the backward factor; entry L is unused
@@ -188,7 +188,7 @@ def standard_draw(rng: np.random.Generator, dist: str, shape: tuple[int, int], t
     """A float64 standard draw Gˡ of ``shape`` (N_l, N_{l-1}) for ``dist`` (see the module docstring).
 
     ``trunc_at``: for ``truncnormal``, the cut in units of the layer's std, 2/σ_{w,l}.
-    ``normal`` is drawn by :class:`hevar.engine.Streams` itself and is not handled here.
+    ``normal`` is drawn by :class:`hevar.engine.passes.Streams` itself and is not handled here.
     """
     if dist == "uniform":
         return math.sqrt(3.0) * (2 * rng.random(shape) - 1)

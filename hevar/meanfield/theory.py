@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from hevar import gaussian
-from hevar.activations import Activation
+from hevar.meanfield import gaussian
+from hevar.meanfield.activations import Activation
 from hevar.errors import UsageError
 
 Array = np.ndarray
@@ -96,7 +96,7 @@ def limits(act: Activation) -> Limits:
 def V(act: Activation, q: float | Array) -> Array:
     """V(q) = E[φ(√q u)²], u ~ N(0, 1).
 
-    Closed form when the activation has one, else :func:`hevar.gaussian.expect` (composite
+    Closed form when the activation has one, else :func:`hevar.meanfield.gaussian.expect` (composite
     Gauss–Legendre split at the kinks; ≤ 1e-14 relative on q in [1e-6, 1e4]). q = 0 gives φ(0)²
     and q = inf the limit V(∞).
 

@@ -3,7 +3,7 @@
 A *configuration* is one (activation, depth, width, σ_w²·N, σ_b²). A *task* is the unit of work
 and of persistence: one (activation, depth, width, seed index), which runs every σ_w²·N × σ_b²
 configuration of the grid at once on a single shared draw of the weights (see
-:func:`hevar.engine.measure`).
+:func:`hevar.engine.passes.measure`).
 
 Reductions (documented in the README):
 - per layer, the seed mean of q, q̃ and ‖∂J/∂Wˡ‖² (averaged in linear scale, computed in logs),
@@ -31,10 +31,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hevar import init, theory
-from hevar.activations import parse_activation
-from hevar.config import SweepConfig
-from hevar.engine import Measurement, Streams, measure
+from hevar.engine import init
+from hevar.meanfield import theory
+from hevar.meanfield.activations import parse_activation
+from hevar.experiments.config import SweepConfig
+from hevar.engine.passes import Measurement, Streams, measure
 
 LN10 = math.log(10.0)
 FIELDS = ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2")
@@ -48,9 +49,9 @@ class Task:
     depth: int
     width: int  # N, or N_0 of a width profile
     seed_index: int
-    widths: str = ""  # width profile spec (hevar.init.parse_widths); "" = constant width
-    mode: str = "fan_in"  # fan mode (hevar.init.MODES)
-    dist: str = "normal"  # weight distribution (hevar.init.DISTS)
+    widths: str = ""  # width profile spec (hevar.engine.init.parse_widths); "" = constant width
+    mode: str = "fan_in"  # fan mode (hevar.engine.init.MODES)
+    dist: str = "normal"  # weight distribution (hevar.engine.init.DISTS)
 
     @property
     def key(self) -> str:
@@ -332,10 +333,10 @@ def add_fluctuation_columns(rows: list[dict], summary: dict, config: SweepConfig
     E[‖δˡ‖²‖φ(zˡ⁻¹)‖²] / (E[‖δˡ‖²] E[‖φ(zˡ⁻¹)‖²]) with expectations over inputs and seeds pooled
     (every seed has the same B inputs, so a pooled mean is the mean of the per-seed input means)
     with the 16th/84th percentiles of its per-seed value and its jackknife standard error over seeds;
-    the exact single-input theory of :mod:`hevar.fluctuations` where it applies; β. A layer some
+    the exact single-input theory of :mod:`hevar.meanfield.fluctuations` where it applies; β. A layer some
     seed did not measure has no value.
     """
-    from hevar import fluctuations
+    from hevar.meanfield import fluctuations
 
     lq, lgn, ldn, lan = (logs[f] for f in ("log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2"))
     n_seeds, depth = lq.shape
@@ -384,7 +385,7 @@ def _ratio_jackknife_se(log_xy: np.ndarray, log_x: np.ndarray, log_y: np.ndarray
 
 def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dict]:
     """Per-seed values for ``seeds.csv``: one row per configuration, seed and layer with log₁₀ of
-    what :class:`~hevar.engine.Measurement` holds. Key columns as in ``layers.csv`` (``width`` and
+    what :class:`~hevar.engine.passes.Measurement` holds. Key columns as in ``layers.csv`` (``width`` and
     ``sigma_w2`` are layer l's); rows grouped by configuration, then seed, then layer."""
     pairs = grid(config)
     groups: dict[Task, list[Task]] = {}
@@ -441,15 +442,15 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
             executor=None, attempt: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
     """Run every task not already persisted in ``run_dir``; persist each one as it finishes.
 
-    Tasks run on ``executor`` (one of :mod:`hevar.executors`, entered; default: this process, one
+    Tasks run on ``executor`` (one of :mod:`hevar.experiments.executors`, entered; default: this process, one
     after the other) and come back in the order they finish; this process saves each result
     atomically the moment it arrives, tagged with ``attempt`` (see :func:`attempt_log`), so a
     killed run loses only the tasks in flight. Results are identical whatever the executor.
 
     Returns all results and the keys of the tasks computed by this call, in plan order.
     """
-    from hevar import store
-    from hevar.executors import Serial
+    from hevar.results import store
+    from hevar.experiments.executors import Serial
 
     results: dict[Task, Measurement] = {}
     todo: list[Task] = []
@@ -473,7 +474,7 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
 def attempt_log(config: SweepConfig, run_dir) -> dict[int, list[str]]:
     """Which persisted tasks each attempt computed, from the tags in their point files: the
     record survives a killed attempt. Task keys in plan order; untagged points are left out."""
-    from hevar import store
+    from hevar.results import store
 
     log: dict[int, list[str]] = {}
     for task in plan(config):

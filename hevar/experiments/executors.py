@@ -2,9 +2,9 @@
 
 Every executor has one method, ``imap_unordered(fn, items)``, which yields ``(item, fn(item))``
 pairs in the order the items *finish*; the caller persists each result the moment it arrives
-(:func:`hevar.sweep.execute`), so an interrupted run loses at most the items in flight. The
-order never shows in the results: :func:`hevar.sweep.run_task` is pure, and every random number
-is keyed by the identity of what it draws (:class:`hevar.engine.Streams`).
+(:func:`hevar.experiments.sweep.execute`), so an interrupted run loses at most the items in flight. The
+order never shows in the results: :func:`hevar.experiments.sweep.run_task` is pure, and every random number
+is keyed by the identity of what it draws (:class:`hevar.engine.passes.Streams`).
 
 Executors are context managers; leaving one (normally, on an error, or on Ctrl-C) cancels
 what is queued and stops the workers.

@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from hevar.activations import Activation
+from hevar.meanfield.activations import Activation
 
 Array = np.ndarray
 
@@ -74,7 +74,7 @@ class Streams:
 
     base_seed: int  # the run's --seed
     seed_index: int  # 0 .. seeds-1
-    dist: str = "normal"  # weight distribution (hevar.init.DISTS); part of the weights' key unless "normal"
+    dist: str = "normal"  # weight distribution (hevar.engine.init.DISTS); part of the weights' key unless "normal"
     trunc_at: tuple[float, ...] = ()  # dist "truncnormal": per layer l = 1..L, the cut 2/σ_{w,l} in stds
 
     def _normal(self, key: tuple[int, ...], shape: tuple[int, ...], dtype: np.dtype,
@@ -89,11 +89,11 @@ class Streams:
 
     def weights(self, layer: int, n_out: int, n_in: int, dtype: np.dtype, out: Array | None = None) -> Array:
         """Standard draw Gˡ of shape (n_out, n_in): N(0, 1) entries, or those of ``dist``
-        (:func:`hevar.init.standard_draw`, keyed with the distribution's index in
-        :data:`hevar.init.DISTS`; ``truncnormal`` draws the same uniforms at every cut)."""
+        (:func:`hevar.engine.init.standard_draw`, keyed with the distribution's index in
+        :data:`hevar.engine.init.DISTS`; ``truncnormal`` draws the same uniforms at every cut)."""
         if self.dist == "normal":
             return self._normal((_WEIGHTS, layer, n_out, n_in), (n_out, n_in), dtype, out)
-        from hevar import init
+        from hevar.engine import init
 
         seq = np.random.SeedSequence(self.base_seed, spawn_key=(self.seed_index, _WEIGHTS, layer, n_out, n_in,
                                                                 init.DISTS.index(self.dist)))

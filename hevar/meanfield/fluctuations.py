@@ -1,6 +1,6 @@
 """Finite-width fluctuations: the exact law of ‖δˡ‖² for one input through a ReLU-like net, and β.
 
-The mean-field recursion (:mod:`hevar.theory`) predicts the *average* q̃ˡ. At finite width each
+The mean-field recursion (:mod:`hevar.meanfield.theory`) predicts the *average* q̃ˡ. At finite width each
 network gives its own value, and the spread of ln q̃ˡ grows with the number of layers between l
 and the readout, faster the narrower the net (Hanin 2018; Hanin & Rolnick 2018: the relevant
 quantity is β = Σ 1/N_l). For positively homogeneous φ with slopes (1, α) — relu (α = 0),

@@ -1,7 +1,7 @@
 """Figures of a run, rendered from its CSVs alone.
 
 :func:`render_run` reads ``layers.csv``, ``summary.csv`` and (if present) ``theory.csv`` through
-:func:`hevar.store.read_run` and writes PNGs into ``RUN_DIR/plots/``:
+:func:`hevar.results.store.read_run` and writes PNGs into ``RUN_DIR/plots/``:
 
 - ``q_tilde.png``    q̃ˡ = E[(δˡ)²] against layer l, one curve per σ_w²·N, seed band, theory dashed;
 - ``grad_norm.png``  ‖∂J/∂Wˡ‖² against layer l, the same encoding;
@@ -45,7 +45,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from hevar import store
+from hevar.results import store
 
 Table = dict[str, np.ndarray]
 
@@ -815,7 +815,7 @@ def critical_line(theory: Table, activation: str | None = None,
     grid cell, which is still the boundary between the phases. Where χ₁ only touches 1 (tanh at
     σ_b² = 0: χ₁ = s below 1, 1 + O((s − 1)²) above) the interpolation is off by up to a grid step;
     give ``summary`` (``summary.csv`` rows) and its exact ``sigma_w2_n_crit`` (Brent's method on the
-    theory, see :func:`hevar.theory.critical_sigma_w2_n`) replaces the interpolation wherever it is
+    theory, see :func:`hevar.meanfield.theory.critical_sigma_w2_n`) replaces the interpolation wherever it is
     finite.
 
     Parameters
@@ -1346,7 +1346,7 @@ def render_run(run_dir: Path) -> list[Path]:
     Raises
     ------
     hevar.errors.UsageError
-        If the folder or one of its CSVs is missing or malformed (from :func:`hevar.store.read_run`).
+        If the folder or one of its CSVs is missing or malformed (from :func:`hevar.results.store.read_run`).
     """
     run_dir = Path(run_dir)
     layers, summary, theory = store.read_run(run_dir)

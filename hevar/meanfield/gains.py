@@ -49,7 +49,7 @@ predicted, 6e-6 measured; both vanishing).
 - ``sigma_b2`` (float), ``depth`` (int L), ``stable_band`` ([lo, hi]), ``width`` (str: the
   constant-width convention), ``verdict_rule`` (str);
 - ``activations``: a list, one object per activation, with ``activation`` (canonical spec),
-  ``critical_sigma_w2_n`` (float or null), ``critical_kind`` (see :data:`hevar.theory.KINDS`),
+  ``critical_sigma_w2_n`` (float or null), ``critical_kind`` (see :data:`hevar.meanfield.theory.KINDS`),
   ``critical_jump_at`` (float or null), ``torch_gain`` (float or null when calculate_gain has
   no entry), ``torch_gain_call`` (str or null), ``note`` (str), ``command`` (one ``hevar sweep``
   measuring every row of this activation) and ``rows``: a list, one per initialiser, with
@@ -68,8 +68,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hevar import theory
-from hevar.activations import FAMILIES, Activation, parse_activation
+from hevar.meanfield import theory
+from hevar.meanfield.activations import FAMILIES, Activation, parse_activation
 from hevar.errors import UsageError
 
 DEFAULT_DEPTH = 50

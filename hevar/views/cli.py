@@ -17,8 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hevar import __version__, executors, resources, store, sweep as sweep_mod
-from hevar.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
+from hevar import __version__
+from hevar.experiments import executors
+from hevar.experiments import resources
+from hevar.results import store
+from hevar.experiments import sweep as sweep_mod
+from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
                           parse_sigma_w2, read_preset)
 from hevar.errors import UsageError
 
@@ -250,7 +254,7 @@ def _print_summary(rows: list[dict]) -> None:
 
 
 def _render(run_dir: Path) -> list[Path]:
-    from hevar import plots
+    from hevar.views import plots
 
     paths = plots.render_run(run_dir)
     for p in paths:
@@ -289,8 +293,8 @@ def theory_command(
     q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1)."""
     import json
 
-    from hevar import theory
-    from hevar.activations import parse_activation
+    from hevar.meanfield import theory
+    from hevar.meanfield.activations import parse_activation
 
     activation = parse_activation(parse_acts(act, one="theory")[0])
     report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
@@ -352,8 +356,8 @@ def gains_command(
     hevar's critical value; with the `hevar sweep` that measures each."""
     import json
 
-    from hevar import gains
-    from hevar.activations import parse_activation
+    from hevar.meanfield import gains
+    from hevar.meanfield.activations import parse_activation
 
     acts = None if act is None else [parse_activation(a) for a in parse_acts(act)]
     table = gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
@@ -399,7 +403,7 @@ def gains_command(
 @user_errors
 def activations_command() -> None:
     """List the activations --act accepts, their parameters, and what the theory knows about them."""
-    from hevar.activations import list_activations
+    from hevar.meanfield.activations import list_activations
 
     table = Table(title="Activations (spec: NAME or NAME:PARAM)", title_justify="left")
     for col in ("name", "parameters", "closed-form V, G", "homogeneous", "summary"):

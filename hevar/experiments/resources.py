@@ -1,7 +1,7 @@
 """The resource guard: refuse a sweep whose configurations cannot fit in memory, before anything
 is written.
 
-The estimate is :func:`hevar.engine.memory_estimate` (the engine's own account of what a pass keeps)
+The estimate is :func:`hevar.engine.passes.memory_estimate` (the engine's own account of what a pass keeps)
 for the *smallest* unit the engine can run: one task (activation, depth, width, seed) with a single
 σ_w² × σ_b² configuration (``n_configs=1``), since the engine splits a task's grid into chunks
 that fit its memory budget. A sweep that fails this check cannot run however the grid is chunked.
@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hevar.activations import parse_activation
-from hevar.config import SweepConfig
-from hevar.engine import memory_estimate
+from hevar.meanfield.activations import parse_activation
+from hevar.experiments.config import SweepConfig
+from hevar.engine.passes import memory_estimate
 from hevar.errors import UsageError
 
 ENV_LIMIT = "HEVAR_MEMORY_LIMIT"
@@ -100,7 +100,7 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
     single σ_w² × σ_b² configuration, the smallest chunk the engine runs."""
     widths = (width,) * (depth + 1)
     if config.widths:  # a width profile: its own layers (`width` is only N_0)
-        from hevar.init import layer_widths
+        from hevar.engine.init import layer_widths
 
         widths = layer_widths(config.widths, depth)
     return memory_estimate(widths, 1, config.batch if batch is None else batch, dtype or config.dtype,

@@ -1,0 +1,1 @@
+"""Views of the library: the command line and the figures."""
