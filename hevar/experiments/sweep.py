@@ -440,7 +440,8 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
 
 def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
             executor=None, attempt: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
-    """Run every task not already persisted in ``run_dir``; persist each one as it finishes.
+    """Run every task not already persisted in ``run_dir``; persist each one as it finishes
+    (``run_dir`` None: run every task and keep the results in memory only).
 
     Tasks run on ``executor`` (one of :mod:`hevar.experiments.executors`, entered; default: this process, one
     after the other) and come back in the order they finish; this process saves each result
@@ -455,7 +456,7 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     results: dict[Task, Measurement] = {}
     todo: list[Task] = []
     for task in plan(config):
-        arrays = store.load_point(run_dir, task.key)
+        arrays = None if run_dir is None else store.load_point(run_dir, task.key)
         if arrays is None:
             todo.append(task)
             continue
@@ -464,7 +465,8 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
             on_progress(task, True)
     tag = {} if attempt is None else {"attempt": np.array(attempt)}
     for task, m in (executor or Serial()).imap_unordered(functools.partial(run_task, config), todo):
-        store.save_point(run_dir, task.key, {**to_arrays(m), **tag})
+        if run_dir is not None:
+            store.save_point(run_dir, task.key, {**to_arrays(m), **tag})
         results[task] = m
         if on_progress:
             on_progress(task, False)

@@ -68,6 +68,14 @@ SEED_COLUMNS = KEY_COLUMNS + (
 
 THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
 
+# The run's tables: name → (file, columns). The Python API's Run has one DataFrame per entry.
+TABLES = {
+    "layers": ("layers.csv", LAYER_COLUMNS),
+    "summary": ("summary.csv", SUMMARY_COLUMNS),
+    "theory": ("theory.csv", THEORY_COLUMNS),
+    "seeds": ("seeds.csv", SEED_COLUMNS),
+}
+
 STRING_COLUMNS = frozenset({"activation", "critical_kind", "status", "widths", "mode", "dist"})
 
 
@@ -105,14 +113,53 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``rows`` (dicts keyed by column) atomically; missing and non-finite values are empty."""
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """``rows`` (dicts keyed by column) as the bytes of a hevar CSV; missing and non-finite values are empty."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_format(row.get(c)) for c in columns])
-    write_atomic(Path(path), buf.getvalue().encode())
+    return buf.getvalue().encode()
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``rows`` atomically as :func:`csv_bytes` formats them."""
+    write_atomic(Path(path), csv_bytes(columns, rows))
+
+
+def write_tables(run_dir: Path, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+    """Write each table of :data:`TABLES` that ``tables`` holds into ``run_dir``."""
+    for name, rows in tables.items():
+        file, columns = TABLES[name]
+        write_csv(Path(run_dir) / file, columns, rows)
+
+
+def read_frame(source: Path | bytes):
+    """A hevar CSV (a path, or the bytes :func:`csv_bytes` made) as a pandas DataFrame: empty cells
+    are NaN in numeric columns, the string columns stay strings. One reader for in-memory and
+    on-disk results, so both give equal frames."""
+    import pandas as pd
+
+    what = "table" if isinstance(source, bytes) else f"'{source}'"
+    try:
+        text = source.decode() if isinstance(source, bytes) else Path(source).read_text()
+        header = next(csv.reader(io.StringIO(text)), [])
+        return pd.read_csv(io.StringIO(text), dtype={c: str for c in header if c in STRING_COLUMNS},
+                           keep_default_na=False, na_values={c: [""] for c in header if c not in STRING_COLUMNS})
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UsageError(f"Cannot read {what} as a hevar table ({exc}).") from None
+
+
+def json_safe(obj: Any) -> Any:
+    """Strict JSON: nan → null, ±inf → "inf"/"-inf" (q* = inf means divergence, not a missing value)."""
+    if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import functools
 import math
-import platform
 import shlex
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hevar import __version__
-from hevar.experiments import executors
-from hevar.experiments import resources
-from hevar.results import store
-from hevar.experiments import sweep as sweep_mod
-from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
-                          parse_sigma_w2, read_preset)
 from hevar.errors import UsageError
+from hevar.experiments import executors, resources, runner, sweep as sweep_mod
+from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
+                                      parse_sigma_w2, read_preset)
+from hevar.results import store
 
 app = typer.Typer(
     help="hevar: how signals and gradients propagate through deep networks at initialization, "
@@ -50,10 +44,6 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @app.command()
@@ -101,107 +91,39 @@ def sweep(
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
-    manifest = store.read_manifest(run_dir) if run_dir is not None and run_dir.exists() else None
-    if resume is not None and manifest is None:
-        raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{resume}' instead.")
-    if manifest is not None:
-        try:
-            previous = build_config(manifest["config"])
-        except UsageError as exc:
-            raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
-        made_by = manifest.get("hevar", "an unknown version")
-        if made_by != __version__:  # finished points would mix two versions' numbers
-            raise UsageError(
-                f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made by hevar "
-                f"{made_by}; this is hevar {__version__}. Finish it with hevar {made_by}, or start a new --out folder."
-            )
-        given = {k: v for k, v in {**preset, **flags}.items() if v is not None and k in SweepConfig().to_dict()}
-        if given and previous != cfg:
-            was, now = previous.to_dict(), cfg.to_dict()
-            diff = ", ".join(f"{k} {was[k]} there, {now[k]} here" for k in was if was[k] != now[k])
-            raise UsageError(
-                f"The '{'resume' if resume is not None else 'out'}' parameter names a run folder made with a "
-                f"different configuration ({run_dir}: {diff}); use --resume RUN_DIR alone, or a new --out folder."
-            )
-        cfg = previous
+    given = any(v is not None and k in SweepConfig().to_dict() for k, v in {**preset, **flags}.items())
+    cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
     if scheduler is None:  # before anything is written; a Dask cluster's workers have their own memory
         resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
     if run_dir is None:
-        run_dir = store.default_run_dir(Path("outputs"), "+".join(cfg.act).replace(":", "_"), _now())
+        run_dir = store.default_run_dir(Path("outputs"), "+".join(cfg.act).replace(":", "_"), runner.now())
     do_plot = plot if plot is not None else bool(preset.get("plot", True))
+    progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    bar = []
 
-    started = _now()
-    attempts = list(manifest.get("attempts", [])) if manifest else []
-    done_by = sweep_mod.attempt_log(cfg, run_dir)  # points carry their attempt: a killed one is still credited
-    attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
-    attempt = {"attempt": len(attempts) + 1, "argv": sys.argv, "started": started, "finished": None, "computed": [],
-               "executor": executor.describe()}
-    base = {
-        "hevar": __version__, "numpy": np.__version__, "python": platform.python_version(), **_environment(),
-        "config": cfg.to_dict(),
-        "config_units": {"sigma_w2": "σ_w²·N, units of 1/N as given to --sigma-w2 (the CSVs' sigma_w2 is the raw "
-                         "σ_w² and their sigma_w2_n this value)", "sigma_b2": "raw σ_b²"},
-        "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
-        "started": manifest["started"] if manifest else started, "finished": None,
-        "attempts": attempts + [attempt],
-    }
-    tasks = sweep_mod.plan(cfg)
-    finished, recorded = [], False
+    def on_start(total: int) -> None:  # the bar appears once the executor is ready (a scheduler connected)
+        progress.start()
+        bar.append(progress.add_task("", total=total))
+
+    def on_progress(task: sweep_mod.Task, cached: bool) -> None:
+        progress.update(bar[0], advance=1, description=f"{task.act} L={task.depth} N={task.width} seed {task.seed_index}"
+                        + (" (done before)" if cached else ""))
+
     try:
-        with executor:  # connects to a Dask scheduler here, before the run folder is touched
-            store.prepare_run_dir(run_dir)
-            store.write_manifest(run_dir, base)
-            recorded = True
-            with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False) as progress:
-                bar = progress.add_task("", total=len(tasks))
-
-                def on_progress(task: sweep_mod.Task, cached: bool) -> None:
-                    finished.append(task)
-                    progress.update(bar, advance=1, description=f"{task.act} L={task.depth} N={task.width} seed {task.seed_index}"
-                                    + (" (done before)" if cached else ""))
-
-                results, computed = sweep_mod.execute(cfg, run_dir, on_progress, executor=executor,
-                                                      attempt=attempt["attempt"])
-        layer_rows, summary_rows, theory_rows = sweep_mod.reduce(cfg, results)
-        store.write_csv(run_dir / "layers.csv", store.LAYER_COLUMNS, layer_rows)
-        store.write_csv(run_dir / "summary.csv", store.SUMMARY_COLUMNS, summary_rows)
-        store.write_csv(run_dir / "theory.csv", store.THEORY_COLUMNS, theory_rows)
-        store.write_csv(run_dir / "seeds.csv", store.SEED_COLUMNS, sweep_mod.seed_rows(cfg, results))
-    except KeyboardInterrupt:
-        if recorded:
-            attempt.update(interrupted=_now(), computed=sweep_mod.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
-            store.write_manifest(run_dir, base)
-        err.print(f"Interrupted: {len(finished)} of {len(tasks)} tasks are saved in {run_dir}. "
+        try:
+            outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
+                                 on_progress=on_progress)
+        finally:
+            progress.stop()
+    except runner.Interrupted as stop:
+        err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
-    attempt.update(finished=_now(), computed=computed)
-    store.write_manifest(run_dir, dict(base, finished=attempt["finished"]))
-    _print_summary(summary_rows)
+    _print_summary(outcome.tables["summary"])
     if do_plot:
         _render(run_dir)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
-
-
-def _environment() -> dict[str, Any]:
-    """What else the numbers depend on: the byte-identical CSVs of a resumed run assume the same NumPy and BLAS."""
-    from importlib import metadata
-
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    blas = None
-    try:  # NumPy >= 1.26 reports its build; older ones only print it
-        deps = np.show_config(mode="dicts")["Build Dependencies"]
-        blas = {k: {f: deps[k].get(f) for f in ("name", "version", "openblas configuration") if deps[k].get(f)}
-                for k in ("blas", "lapack") if isinstance(deps.get(k), dict)}
-    except Exception:  # noqa: BLE001 — provenance only; a run must not fail for it
-        pass
-    return {"scipy": version("scipy"), "matplotlib": version("matplotlib"), "platform": platform.platform(),
-            "machine": platform.machine(), "blas": blas}
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -301,7 +223,7 @@ def theory_command(
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
                            depth=parse_depth(depth if depth is not None else 10))
     if as_json:
-        out.print(json.dumps(_json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
     head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}", title_justify="left", show_header=False)
     head.add_column("", justify="left")
@@ -363,7 +285,7 @@ def gains_command(
     table = gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                               depth=parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH))
     if as_json:
-        out.print(json.dumps(_json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
+        out.print(json.dumps(store.json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
                   soft_wrap=True)
         return
     from rich import box
@@ -422,17 +344,6 @@ def _num(x: float | None) -> str:
     if isinstance(x, float) and math.isinf(x):
         return "∞" if x > 0 else "-∞"
     return f"{x:.6g}"
-
-
-def _json_safe(obj: Any) -> Any:
-    """Strict JSON: nan → null, ±inf → "inf"/"-inf" (q* = inf means divergence, not a missing value)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,114 @@
+"""The Python API: everything a command does, a call does, returning DataFrames or dicts.
+
+``hevar.sweep`` takes the options of ``hevar sweep`` as Python values (lists for grids, activation
+names or module-level functions), runs in memory unless ``out`` is given, and returns a
+:class:`~hevar.results.run.Run`; ``hevar.load`` reads a run folder back; ``hevar.theory`` and
+``hevar.gains`` return exactly the objects ``hevar theory --json`` and ``hevar gains --json`` print.
+Bad values raise :class:`~hevar.errors.UsageError` with the CLI's one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hevar.errors import UsageError
+from hevar.results.run import Run
+
+Grid = Any  # a number, a list of numbers, or "start:stop:step"
+
+
+def _act_spec(act: Any) -> str:
+    """An activation as ``--act`` takes it: a name, or ``MODULE:FUNCTION`` for a module-level function."""
+    if isinstance(act, str):
+        return act
+    name = getattr(act, "name", None)
+    if isinstance(name, str) and hasattr(act, "phi"):  # an Activation
+        return name
+    if callable(act):
+        module, qualname = getattr(act, "__module__", None), getattr(act, "__qualname__", "")
+        try:
+            found = getattr(importlib.import_module(module), qualname, None) if module and qualname.isidentifier() else None
+        except ImportError:
+            found = None
+        if found is act:
+            return f"{module}:{qualname}"
+        raise UsageError(f"The 'act' parameter must be an activation name or a module-level function (importable "
+                         f"as MODULE:FUNCTION, so worker processes can find it). Got {qualname or act!r} instead.",
+                         param="act")
+    raise UsageError(f"The 'act' parameter must be an activation name, a list of them, or a function. Got {act!r} "
+                     "instead.", param="act")
+
+
+def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth: int | Sequence[int] | None = None,
+          width: int | Sequence[int] | None = None, widths: str | Sequence[int] | None = None,
+          sigma_w2: Grid = None, sigma_b2: Grid = None, seeds: int | None = None, batch: int | None = None,
+          seed: int | None = None, dtype: str | None = None, mode: str | Sequence[str] | None = None,
+          dist: str | Sequence[str] | None = None, config: str | Path | None = None, out: str | Path | None = None,
+          resume: bool = False, plot: bool = False, jobs: int | None = None, scheduler: str | None = None) -> Run:
+    """Run a sweep, as ``hevar sweep`` does, and return its :class:`~hevar.results.run.Run`.
+
+    Options are those of ``hevar sweep`` (see ``hevar sweep --help``; ``sigma_w2`` is σ_w²·N, in
+    units of 1/N), given as Python values; ``None`` means the preset's value (``config``, a TOML
+    file) or the default. Without ``out`` nothing is written; with it the run folder is the CLI's,
+    resumable in the same way: an existing run folder with the same settings (or ``resume=True``
+    with no settings) continues where it stopped. ``plot`` renders the figures into ``out/plots``.
+    """
+    from hevar.experiments import executors, resources, runner
+    from hevar.experiments.config import SweepConfig, build_config, parse_jobs, read_preset
+
+    acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
+    flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, batch=batch,
+                 seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
+    preset = read_preset(Path(config)) if config is not None else {}
+    cfg = build_config(flags, preset)
+    run_dir = Path(out) if out is not None else (Path(preset["out"]) if "out" in preset else None)
+    if resume and run_dir is None:
+        raise UsageError("The 'resume' parameter needs the run folder as 'out'. Got resume=True and no out instead.",
+                         param="resume")
+    given = any(v is not None and k in SweepConfig().to_dict() for k, v in {**preset, **flags}.items())
+    cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given)
+    executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
+    if scheduler is None:
+        resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
+    outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor)
+    if plot and run_dir is not None:
+        from hevar.views import plots
+
+        plots.render_run(run_dir)
+    return Run.from_tables(outcome.tables, outcome.manifest, run_dir)
+
+
+def load(run_dir: str | Path) -> Run:
+    """The :class:`~hevar.results.run.Run` of a finished run folder."""
+    return Run.load(run_dir)
+
+
+def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None = None, depth: int = 10) -> dict:
+    """Mean-field theory for one activation: the object ``hevar theory --json`` prints (NaN as None,
+    ±inf as "inf"/"-inf"). ``sigma_w2`` is σ_w²·N (default: the critical value)."""
+    from hevar.experiments.config import parse_acts, parse_depth, parse_sigma_b2, parse_sigma_w2
+    from hevar.meanfield import theory as mf
+    from hevar.meanfield.activations import parse_activation
+    from hevar.results import store
+
+    activation = parse_activation(parse_acts(_act_spec(act), one="theory")[0])
+    report = mf.report(activation, sigma_b2=parse_sigma_b2(sigma_b2),
+                       sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2), depth=parse_depth(depth))
+    return store.json_safe(report)
+
+
+def gains(act: str | Callable | Sequence[str | Callable] | None = None, *, sigma_b2: float = 0.0,
+          depth: int | None = None) -> dict:
+    """Framework initialisations beside the theory: the object ``hevar gains --json`` prints."""
+    from hevar.experiments.config import parse_acts, parse_depth, parse_sigma_b2
+    from hevar.meanfield import gains as mf_gains
+    from hevar.meanfield.activations import parse_activation
+    from hevar.results import store
+
+    acts = None if act is None else [parse_activation(a) for a in parse_acts(
+        ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act])))]
+    table = mf_gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2),
+                                 depth=parse_depth(depth if depth is not None else mf_gains.DEFAULT_DEPTH))
+    return store.json_safe(mf_gains.to_dict(table))

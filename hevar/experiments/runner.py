@@ -1,0 +1,174 @@
+"""Run a sweep from a validated config to its tables: in memory, or in a resumable run folder.
+
+This is the one place that orchestrates a sweep; ``hevar sweep`` and :func:`hevar.sweep` both call
+:func:`run`. It never prints: progress goes to an ``on_progress`` callback and results come back as
+rows, written to files only where a run folder is given (through :mod:`hevar.results.store`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from hevar import __version__
+from hevar.errors import UsageError
+from hevar.experiments import sweep
+from hevar.experiments.config import SweepConfig, build_config
+from hevar.results import store
+
+CONFIG_UNITS = {"sigma_w2": "σ_w²·N, units of 1/N as given to --sigma-w2 (the CSVs' sigma_w2 is the raw σ_w² and "
+                "their sigma_w2_n this value)", "sigma_b2": "raw σ_b²"}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Outcome:
+    """What a finished sweep produced: rows per table (keyed as :data:`hevar.results.store.TABLES`),
+    the manifest, and where it was written (None for an in-memory run)."""
+
+    tables: dict[str, list[dict]]
+    manifest: dict[str, Any]
+    run_dir: Path | None = None
+    computed: list[str] = field(default_factory=list)  # task keys this call computed (not loaded)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a sweep; ``saved`` tasks of ``total`` are in ``run_dir`` (None: nothing kept)."""
+
+    def __init__(self, saved: int, total: int, run_dir: Path | None) -> None:
+        super().__init__(f"{saved} of {total} tasks saved")
+        self.saved, self.total, self.run_dir = saved, total, run_dir
+
+
+def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bool) -> tuple[SweepConfig, dict | None]:
+    """The configuration to run in ``run_dir`` and its manifest, if the folder holds a run already.
+
+    ``resume``: the user asked to finish ``run_dir`` (it must be a run folder); ``given``: the user
+    gave sweep settings (then they must match the folder's). A folder made by another hevar version
+    is refused rather than mixed.
+    """
+    name = "resume" if resume else "out"
+    manifest = store.read_manifest(run_dir) if run_dir is not None and Path(run_dir).exists() else None
+    if resume and manifest is None:
+        raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{run_dir}' "
+                         "instead.", param="resume")
+    if manifest is None:
+        return cfg, None
+    try:
+        previous = build_config(manifest["config"])
+    except UsageError as exc:
+        raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
+    made_by = manifest.get("hevar", "an unknown version")
+    if made_by != __version__:  # finished points would mix two versions' numbers
+        raise UsageError(f"The '{name}' parameter names a run folder made by hevar {made_by}; this is hevar "
+                         f"{__version__}. Finish it with hevar {made_by}, or start a new --out folder.", param=name)
+    if given and previous != cfg:
+        was, now_ = previous.to_dict(), cfg.to_dict()
+        diff = ", ".join(f"{k} {was.get(k)} there, {now_.get(k)} here" for k in {**was, **now_}
+                         if was.get(k) != now_.get(k))
+        raise UsageError(f"The '{name}' parameter names a run folder made with a different configuration ({run_dir}: "
+                         f"{diff}); use --resume RUN_DIR alone, or a new --out folder.", param=name)
+    return previous, manifest
+
+
+def environment() -> dict[str, Any]:
+    """What else the numbers depend on: the byte-identical CSVs of a resumed run assume the same NumPy and BLAS."""
+    from importlib import metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    blas = None
+    try:  # NumPy >= 1.26 reports its build; older ones only print it
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        blas = {k: {f: deps[k].get(f) for f in ("name", "version", "openblas configuration") if deps[k].get(f)}
+                for k in ("blas", "lapack") if isinstance(deps.get(k), dict)}
+    except Exception:  # noqa: BLE001 — provenance only; a run must not fail for it
+        pass
+    return {"hevar": __version__, "numpy": np.__version__, "python": platform.python_version(),
+            "scipy": version("scipy"), "matplotlib": version("matplotlib"), "platform": platform.platform(),
+            "machine": platform.machine(), "blas": blas}
+
+
+def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, list[dict]]:
+    """Every table's rows from the tasks' measurements, keyed as :data:`hevar.results.store.TABLES`."""
+    layer_rows, summary_rows, theory_rows = sweep.reduce(cfg, results)
+    return {"layers": layer_rows, "summary": summary_rows, "theory": theory_rows,
+            "seeds": sweep.seed_rows(cfg, results)}
+
+
+def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
+        executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
+        argv: list[str] | None = None) -> Outcome:
+    """Run ``cfg`` and return its tables.
+
+    With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
+    the end and the manifest records each attempt, so an interrupted run resumes where it stopped
+    (pass the folder's ``manifest`` from :func:`reconcile` to continue it). Without ``run_dir``
+    nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`, not yet
+    entered (default: this process). ``on_start(total)`` is called once the executor is ready (a
+    Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after each task.
+    Ctrl-C raises :class:`Interrupted` after the manifest says so.
+    """
+    from hevar.experiments.executors import Serial
+
+    executor = executor or Serial()
+    started = now()
+    argv = list(sys.argv if argv is None else argv)
+    attempts = list(manifest.get("attempts", [])) if manifest else []
+    if run_dir is not None:  # points carry their attempt: a killed attempt is still credited
+        done_by = sweep.attempt_log(cfg, run_dir)
+        attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
+    attempt = {"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None, "computed": [],
+               "executor": executor.describe()}
+    base = {
+        **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
+        "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
+        "started": manifest["started"] if manifest else started, "finished": None,
+        "attempts": attempts + [attempt],
+    }
+    total = len(sweep.plan(cfg))
+    saved = 0
+
+    def progress(task: sweep.Task, cached: bool) -> None:
+        nonlocal saved
+        saved += 1
+        if on_progress:
+            on_progress(task, cached)
+
+    recorded = False
+    try:
+        with executor:  # connects to a Dask scheduler here, before the run folder is touched
+            if run_dir is not None:
+                store.prepare_run_dir(run_dir)
+                store.write_manifest(run_dir, base)
+                recorded = True
+            if on_start:
+                on_start(total)
+            results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"])
+        rows = tables(cfg, results)
+        if run_dir is not None:
+            store.write_tables(run_dir, rows)
+    except KeyboardInterrupt:
+        if recorded:
+            attempt.update(interrupted=now(), computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
+            store.write_manifest(run_dir, base)
+        raise Interrupted(saved if run_dir is not None else 0, total, run_dir) from None
+    attempt.update(finished=now(), computed=computed)
+    manifest_out = dict(base, finished=attempt["finished"])
+    if run_dir is not None:
+        store.write_manifest(run_dir, manifest_out)
+    return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed)
+
