@@ -113,33 +113,37 @@ def predicted_moments(act: Activation, s: float, sigma_b2: float, depth: int, di
                 log_var=(math.log(v) if v > 0 else -math.inf) + 2 * log_mean)
 
 
-def _polynomial_parts(kind: str, dist: str, s: float, L: int) -> tuple[np.ndarray, np.ndarray]:
-    """(A, B), lowest power first, with the equation for w at spectral point z written z·A(w) = B(w)."""
-    P = np.polynomial.polynomial
-    one_w = np.array([1.0, 1.0])  # 1 + w
-    half_w = np.array([0.5, 1.0])  # ½ + w
-    w = np.array([0.0, 1.0])
-    sL = s ** L
+def _factors(kind: str, dist: str, s: float, L: int) -> tuple[float, list, list]:
+    """The equation for w as z·∏(w - a)^p = C·∏(w - b)^q: (ln C, [(a, p)], [(b, q)]) (module docstring)."""
+    log_c = L * math.log(s)
     if kind == "linear" and dist in IID_DISTS:
-        return w, sL * P.polypow(one_w, L + 1)
+        return log_c, [(0.0, 1)], [(-1.0, L + 1)]
     if kind == "relu" and dist in IID_DISTS:
-        return w, sL * P.polymul(P.polypow(one_w, 2), P.polypow(half_w, L - 1))
+        return log_c, [(0.0, 1)], [(-1.0, 2), (-0.5, L - 1)]
     if kind == "relu" and dist in ORTHOGONAL_DISTS:
-        return P.polymul(w, P.polypow(one_w, L - 2)), sL * P.polypow(half_w, L - 1)
+        return log_c, [(0.0, 1), (-1.0, L - 2)], [(-0.5, L - 1)]
     raise ValueError(f"no polynomial density for {kind} with {dist} weights")
 
 
-def _roots(A: np.ndarray, B: np.ndarray, z: Array) -> Array:
-    """All roots w of z·A(w) - B(w) = 0 for every z, shape (len(z), degree), via batched companion matrices."""
-    d = max(len(A), len(B))
-    coef = np.zeros((len(z), d), dtype=complex)  # lowest power first
-    coef[:, : len(A)] += z[:, None] * A
-    coef[:, : len(B)] -= B
-    lead = coef[:, -1:]
-    comp = np.zeros((len(z), d - 1, d - 1), dtype=complex)
-    comp[:, 0, :] = -coef[:, -2::-1] / lead
-    comp[:, np.arange(1, d - 1), np.arange(d - 2)] = 1.0
-    return np.linalg.eigvals(comp)
+def _newton(z: complex, w: complex, log_c: float, top: list, bottom: list, maxiter: int = 80) -> complex:
+    """Solve h(w) = ln z + Σ p ln(w - a) - ln C - Σ q ln(w - b) = 0 (mod 2πi) by Newton from w.
+
+    In logarithms because near λ → 0 the roots cluster at w = -½ with multiplicity L - 1, where the
+    expanded polynomial loses about 1/(L-1) of its digits (its companion-matrix roots scatter by ε^(1/(L-1)));
+    the factored form keeps full precision there.
+    """
+    for _ in range(maxiter):
+        h = np.log(z) + sum(p * np.log(w - a) for a, p in top) - log_c - sum(q * np.log(w - b) for b, q in bottom)
+        h = complex(h.real, math.remainder(h.imag, 2 * math.pi))
+        d = sum(p / (w - a) for a, p in top) - sum(q / (w - b) for b, q in bottom)
+        step = h / d
+        gap = min(abs(w - a) for a, _ in top + bottom)
+        if abs(step) > 0.5 * gap:  # do not jump over a singular point of h
+            step *= 0.5 * gap / abs(step)
+        w -= step
+        if abs(step) <= 1e-14 * (1 + abs(w)):
+            break
+    return w
 
 
 def density(kind: str, dist: str, s: float, depth: int, lam: Array) -> tuple[Array, list[tuple[float, float]]]:
@@ -180,9 +184,9 @@ def density(kind: str, dist: str, s: float, depth: int, lam: Array) -> tuple[Arr
 def _tracked_density(kind: str, dist: str, s: float, L: int, lam: Array, points_per_decade: int = 200) -> Array:
     """ρ(λ) = -Im g(λ + iε)/π with g = (1 + w)/z, following the physical root w by continuity.
 
-    Far above the support the physical root is the one closest to 0 (w = ψ(1/z) ≈ m₁/z); from there
-    λ is lowered on a log grid with z = λ(1 + iε), ε = 1e-9, taking at each step the root closest to
-    the previous one; the points of ``lam`` are on the path, so ρ is evaluated there, not interpolated.
+    Far above the support the physical root is w = ψ(1/z) ≈ m₁/z; from there λ is lowered on a log grid
+    with z = λ(1 + iε), ε = 1e-9, solving at each step by Newton's method (:func:`_newton`) from the
+    previous root; the points of ``lam`` are on the path, so ρ is evaluated there, not interpolated.
     (Choosing at each λ independently, say the root with the largest |Im w|, picks unphysical branches for L ≥ 2.)
     """
     positive = lam[lam > 0]
@@ -194,13 +198,19 @@ def _tracked_density(kind: str, dist: str, s: float, L: int, lam: Array, points_
     n = max(2, int((top - bottom) / math.log(10) * points_per_decade))
     t = np.unique(np.concatenate([np.linspace(top, bottom, n), np.log(positive)]))[::-1]  # descending
     z = np.exp(t) * (1 + 1e-9j)
-    roots = _roots(*_polynomial_parts(kind, dist, s, L), z)
+    log_c, top_factors, bottom_factors = _factors(kind, dist, s, L)
     w = np.empty(t.size, dtype=complex)
-    prev = roots[0, np.argmin(np.abs(roots[0]))]
+    # Far above the support w = ψ(1/z) ≈ m₁/z, and m₁ = C·∏(-b)^q/∏(-a)^p over the factors with a ≠ 0.
+    log_m1 = (log_c + sum(q * math.log(-b) for b, q in bottom_factors)
+              - sum(p * math.log(-a) for a, p in top_factors if a != 0))
+    prev = complex(math.exp(log_m1) / z[0])
     for i in range(t.size):
-        prev = roots[i, np.argmin(np.abs(roots[i] - prev))]
+        prev = _newton(complex(z[i]), prev, log_c, top_factors, bottom_factors)
         w[i] = prev
-    rho = np.maximum(0.0, -((1 + w) / z).imag / math.pi)
+    # ρ = -Im w/(πλ) from g = (1 + w)/λ at real λ; outside the support Im w is only the regulariser's
+    # O(ε·|w|) (a 1/λ tail that would dominate the high moments), so it is set to 0 below 1e-6·|w|.
+    lam_path = np.exp(t)
+    rho = np.where(-w.imag > 1e-6 * np.abs(w), -w.imag / (math.pi * lam_path), 0.0)
     out[lam > 0] = np.interp(np.log(positive), t[::-1], rho[::-1])
     return out
 

@@ -147,12 +147,14 @@ def plot_depth_scales(ax: Axes, s: Array, xi_c: Array, xi_q: Array, s_measured: 
 
 def plot_spectrum(ax: Axes, sv2: Array, lam: Array | None = None, rho: Array | None = None,
                   atoms: Sequence[tuple[float, float]] = (), label: str = "", colour=None,
-                  bins: int = 60, zero_tol: float = 1e-10) -> list[Artist]:
+                  bins: int = 60, zero_tol: float = 1e-24) -> list[Artist]:
     """Histogram of squared singular values λ against ln-scale density, on a log₁₀ λ axis.
 
     The histogram is of log₁₀ λ for the λ above ``zero_tol``·max λ, normalised so that its area is the
     fraction of such λ; the prediction drawn is the density of log₁₀ λ, ρ(λ)·λ·ln 10. The fraction of
-    (numerically) zero λ and the mass of a predicted atom at 0 go into the legend.
+    λ at or below the SVD's resolution ("λ ≈ 0": exact zeros of a relu Jacobian, or the bottom of a deep
+    Gaussian product, whose smallest singular values fall below 1e-15·σ_max) and the mass of a predicted
+    atom at 0 go into the legend.
 
     Parameters
     ----------
@@ -167,6 +169,8 @@ def plot_spectrum(ax: Axes, sv2: Array, lam: Array | None = None, rho: Array | N
     colour : matplotlib colour, optional
     bins : int
     zero_tol : float
+        λ ≤ zero_tol·max λ count as zero: an SVD resolves σᵢ to about 1e-15·σ_max, so λ below about
+        1e-30·λ_max are rounding (a relu Jacobian's exact zeros land there).
     """
     sv2 = np.asarray(sv2, dtype=float).ravel()
     sv2 = sv2[np.isfinite(sv2)]
@@ -174,10 +178,12 @@ def plot_spectrum(ax: Axes, sv2: Array, lam: Array | None = None, rho: Array | N
     zero = sv2 <= zero_tol * (sv2.max() if sv2.size else 1.0)
     x = np.log10(sv2[~zero])
     frac = float(np.mean(~zero)) if sv2.size else 0.0
-    text = label + (f" (λ = 0: {np.mean(zero):.0%})" if np.any(zero) else "")
+    text = label + (f" (λ ≈ 0: {np.mean(zero):.0%})" if np.any(zero) else "")
     artists: list[Artist] = []
     if x.size:
-        counts, edges = np.histogram(x, bins=bins)
+        span = float(np.ptp(x))
+        window = None if span > 0.1 else (float(x.min()) - 0.05, float(x.max()) + 0.05)  # near a point mass
+        counts, edges = np.histogram(x, bins=bins, range=window)
         width = np.diff(edges)
         dens = counts / (counts.sum() * width) * frac
         artists.append(ax.stairs(dens, edges, color=colour, alpha=0.35, fill=True, label=text))
@@ -193,5 +199,6 @@ def plot_spectrum(ax: Axes, sv2: Array, lam: Array | None = None, rho: Array | N
             artists.append(ax.axvline(math.log10(p), color=colour, lw=1.5, ls="--"))
     ax.set_xlabel("log₁₀ λ (squared singular value of J)")
     ax.set_ylabel("density of log₁₀ λ")
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room for the legend above the histograms
+    ax.legend(fontsize=6.5, frameon=False, loc="upper left")
     return artists
