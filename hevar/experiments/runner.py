@@ -106,7 +106,7 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
     """Every table's rows from the tasks' measurements, keyed as :data:`hevar.results.store.TABLES`."""
     layer_rows, summary_rows, theory_rows = sweep.reduce(cfg, results)
     return {"layers": layer_rows, "summary": summary_rows, "theory": theory_rows,
-            "seeds": sweep.seed_rows(cfg, results)}
+            "seeds": sweep.seed_rows(cfg, results), "crossings": sweep.crossing_rows(cfg, results, summary_rows)}
 
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -226,17 +227,63 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
     return layer_rows, summary_rows, theory_rows(config)
 
 
+def config_id(key: dict, *, curve: bool = False) -> str:
+    """12 hex digits naming one configuration (``curve``: one stability curve, every σ_w²·N): a
+    SHA-1 of the canonical JSON of what defines it. Stable across runs, resumes and machines."""
+    names = ("activation", "depth", "widths", "mode", "dist", "sigma_b2") + (() if curve else ("sigma_w2_n",))
+    canonical = json.dumps({k: key[k] for k in names}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+
 def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, profile: str, mode: str,
                 dist: str) -> tuple[dict, list[dict]]:
     """Key columns of one configuration: for its summary row, and for each layer's rows.
 
-    With a width profile, `width` is N_0 in the summary and N_l in layer rows, and `sigma_w2` is
-    σ_{w,1}² in the summary and σ_{w,l}² in layer rows (all s/N for constant width and fan_in)."""
+    ``width`` is N_0 and ``sigma_w2`` is σ_{w,1}² in every file (s/N for constant width and
+    fan_in); the per-layer rows add ``layer_width`` = N_l and ``layer_sigma_w2`` = σ_{w,l}²."""
     sigma_w2 = init.layer_sigma_w2(s, np.asarray(widths), mode)
     key = dict(activation=act_name, depth=len(widths) - 1, width=int(widths[0]), sigma_w2=float(sigma_w2[0]),
-               sigma_w2_n=s, sigma_b2=b, widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
-    layers = [dict(key, layer=l, width=int(widths[l]), sigma_w2=float(sigma_w2[l - 1])) for l in range(1, len(widths))]
+               sigma_w2_n=float(s), sigma_b2=float(b), widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
+    key = dict(key, config_id=config_id(key), curve_id=config_id(key, curve=True))
+    layers = [dict(key, layer=l, layer_width=int(widths[l]), layer_sigma_w2=float(sigma_w2[l - 1]))
+              for l in range(1, len(widths))]
     return key, layers
+
+
+def chi1_applies(act, s: float, widths, mode: str) -> bool:
+    """Whether the constant-width χ₁ (and the critical σ_w²·N) describe this network: every layer
+    has the same backward gain (for homogeneous φ, G does not depend on q, so that is enough) and,
+    otherwise, the same forward gain. A width profile whose fan mode does not cancel its per-layer
+    gains has no single fixed point; ``chi_theory`` is then the number to use."""
+    s_in, s_out = init.scaled_variances(s, np.asarray(widths), mode)
+    return bool(np.allclose(s_out[:-1], s) and (act.homogeneous or np.allclose(s_in, s)))
+
+
+def theory_logs(act, widths, s: float, b: float, mode: str, log_q_tilde_top: float = 0.0):
+    """Mean-field ln qˡ, ln q̃ˡ (anchored at ``log_q_tilde_top``) and ln E‖∂J/∂Wˡ‖² of one
+    configuration, l = 1..L. Past float64 the theory's linear-scale steps give inf (and G(inf) may
+    be nan): that is the answer — an empty cell — not something to warn about mid-sweep."""
+    widths = np.asarray(widths)
+    s_in, s_out = init.scaled_variances(s, widths, mode)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_q_th = theory.log_q_trajectory(act, s_in, b)
+        log_qt_th = theory.log_q_tilde_trajectory(act, s_out, log_q_th, log_q_tilde_top)
+        log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
+    return log_q_th, log_qt_th, log_gn_th
+
+
+def _fit_chi(layers: np.ndarray, log_q_tilde: np.ndarray) -> float:
+    """χ from the slope of ln q̃ˡ over ``layers`` (nan unless every value is finite)."""
+    if len(layers) < 2 or not np.all(np.isfinite(log_q_tilde)):
+        return math.nan
+    return math.exp(-_slope(layers, log_q_tilde))
+
+
+def chi_theory_at(act, widths, s: float, b: float, mode: str) -> float:
+    """``chi_theory``, the finite-depth fit of χ̂ applied to the mean-field trajectory, at any σ_w²·N."""
+    first, last = fit_layers(len(widths) - 1)
+    _, log_qt, _ = theory_logs(act, widths, s, b, mode)
+    return _fit_chi(np.arange(first, last + 1), log_qt[first - 1:last])
 
 
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
@@ -266,18 +313,9 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         for a in (*q, *gn):
             a[bad_layer - 1:] = np.nan
 
-    s_in, s_out = init.scaled_variances(s, widths, mode)
-    # χ₁ is a constant-width quantity: with per-layer gains that differ (a width profile whose fan
-    # mode does not cancel them) there is no single fixed point, and chi_theory is the number to use.
-    # (For homogeneous φ, G does not depend on q, so equal backward gains are enough.)
-    uniform = bool(np.allclose(s_out[:-1], s) and (act.homogeneous or np.allclose(s_in, s)))
-    # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
-    # answer — an empty cell — not something to warn about mid-sweep.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        log_q_th = theory.log_q_trajectory(act, s_in, b)
-        top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
-        log_qt_th = theory.log_q_tilde_trajectory(act, s_out, log_q_th, top)
-        log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
+    uniform = chi1_applies(act, s, widths, mode)
+    top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
+    log_q_th, log_qt_th, log_gn_th = theory_logs(act, widths, s, b, mode, top)
     if not np.isfinite(qt[0][-1]):  # the prediction is anchored at the measured q̃ᴸ
         log_qt_th[:] = np.nan
         log_gn_th[:] = np.nan
@@ -302,12 +340,12 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     chi_hat = chi_se = chi_th = math.nan
     if last > first:  # χ̂ needs every seed's q̃ over the fit layers (nan otherwise)
         chi_hat, chi_se = _chi_hat(layers[sel], logs["log_q_tilde"][:, sel])
-        if np.all(np.isfinite(log_qt_th[sel])):
-            chi_th = math.exp(-_slope(layers[sel], log_qt_th[sel]))
+        chi_th = _fit_chi(layers[sel], log_qt_th[sel])
     crit = theory.critical_sigma_w2_n(act, b)
     summary = dict(
         key, n_seeds=n_seeds, chi_hat=chi_hat, chi_hat_se=chi_se, chi_theory=chi_th,
-        chi1=theory.chi1(act, s, b) if uniform else math.nan, fit_first_layer=first, fit_last_layer=last,
+        chi1=theory.chi1(act, s, b) if uniform else math.nan, z=(chi_hat - chi_th) / chi_se if chi_se > 0 else math.nan,
+        fit_first_layer=first, fit_last_layer=last,
         log10_q_tilde_ratio=(qt[0][0] - qt[0][-1]) / LN10,
         log10_q_tilde_ratio_theory=(log_qt_th[0] - log_qt_th[-1]) / LN10,
         sigma_w2_n_crit=crit.sigma_w2_n, critical_kind=crit.kind, status=status,
@@ -407,6 +445,42 @@ def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dic
     return rows
 
 
+def crossing_rows(config: SweepConfig, results: dict[Task, Measurement], summary_rows: list[dict]) -> list[dict]:
+    """One ``crossings.csv`` row per stability curve (every σ_w²·N of one activation, depth, width
+    profile, mode, dist and σ_b²): see :mod:`hevar.results.crossings`."""
+    from hevar.results import crossings
+
+    by_id = {r["config_id"]: r for r in summary_rows}
+    pairs = grid(config)
+    rows = []
+    for act_name in config.act:
+        act = parse_activation(act_name)
+        for depth in config.depth:
+            first, last = fit_layers(depth)
+            layers = np.arange(first, last + 1)
+            for width, profile, mode, dist in variants(config):
+                seeds = [results[Task(act_name, depth, width, i, profile, mode, dist)] for i in range(config.seeds)]
+                log_qt = np.stack([m.log_q_tilde[:, first - 1:last] for m in seeds], axis=1)  # (K, S, F)
+                widths = Task(act_name, depth, width, 0, profile).layer_widths
+                for b in config.sigma_b2:
+                    ks = sorted((k for k, (_, bk) in enumerate(pairs) if bk == b), key=lambda k: pairs[k][0])
+                    summ = [by_id[config_keys(act.name, widths, pairs[k][0], b, profile, mode, dist)[0]["config_id"]]
+                            for k in ks]
+                    key = {c: summ[0][c] for c in crossings.COLUMNS if c in summ[0] and c != "sigma_w2_n"}
+
+                    def chi_th(s: float, _b=b, _w=widths, _m=mode) -> float:
+                        return chi_theory_at(act, _w, s, _b, _m)
+
+                    uniform = all(chi1_applies(act, r["sigma_w2_n"], widths, mode) for r in summ)
+                    jump_chi = (lambda s, _b=b: theory.chi1(act, s, _b)) if uniform else chi_th
+                    rows.append(crossings.crossing(
+                        key, [r["sigma_w2_n"] for r in summ], [r["chi_hat"] for r in summ],
+                        [r["chi_hat_se"] for r in summ], [r["chi_theory"] for r in summ],
+                        layers=layers, log_q_tilde=log_qt[ks] if last > first else None,
+                        theory_chi=chi_th, jump_chi=jump_chi, rng=crossings.curve_seed(config.seed, key["curve_id"])))
+    return rows
+
+
 def theory_rows(config: SweepConfig, points: int = 121) -> list[dict]:
     """χ₁ on a fine σ_w²·N grid spanning the sweep and the critical point, per (activation, σ_b²)."""
     rows = []
@@ -418,7 +492,8 @@ def theory_rows(config: SweepConfig, points: int = 121) -> list[dict]:
             hi = max(config.sigma_w2 + ((crit,) if math.isfinite(crit) else ()))
             s_grid = np.linspace(lo * 0.9, hi * 1.1, points)
             chi, q_star = theory.chi1_curve(act, s_grid, b)
-            rows += [dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, chi1=c, q_star=qs)
+            # q* = ∞ (divergence) is a value, not a missing one: written as "inf"
+            rows += [dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, chi1=c, q_star="inf" if qs == math.inf else qs)
                      for s, c, qs in zip(s_grid, chi, q_star)]
     return rows
 

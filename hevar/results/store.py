@@ -30,13 +30,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from hevar.errors import UsageError
+from hevar.results import crossings
 
 FORMAT_VERSION = 1
 
 KEY_COLUMNS = ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2")
 
-LAYER_COLUMNS = KEY_COLUMNS + (
-    "layer",
+LAYER_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "layer", "layer_width", "layer_sigma_w2",
     "n_seeds",
     "q", "q_lo", "q_hi", "q_theory",
     "q_tilde", "q_tilde_lo", "q_tilde_hi", "q_tilde_theory",
@@ -49,9 +50,9 @@ LAYER_COLUMNS = KEY_COLUMNS + (
     "thm11_ratio", "thm11_ratio_lo", "thm11_ratio_hi", "thm11_ratio_se",
 )
 
-SUMMARY_COLUMNS = KEY_COLUMNS + (
+SUMMARY_COLUMNS = ("config_id", "curve_id") + KEY_COLUMNS + (
     "n_seeds",
-    "chi_hat", "chi_hat_se", "chi_theory", "chi1",
+    "chi_hat", "chi_hat_se", "chi_theory", "chi1", "z",
     "fit_first_layer", "fit_last_layer",
     "log10_q_tilde_ratio", "log10_q_tilde_ratio_theory",
     "sigma_w2_n_crit", "critical_kind",
@@ -61,12 +62,15 @@ SUMMARY_COLUMNS = KEY_COLUMNS + (
 )
 
 # seeds.csv: one row per configuration, seed and layer; log₁₀ of the per-seed measurements.
-SEED_COLUMNS = KEY_COLUMNS + (
-    "widths", "mode", "dist", "seed_index", "layer",
+SEED_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "widths", "mode", "dist", "seed_index", "layer", "layer_width", "layer_sigma_w2",
     "log10_q", "log10_q_tilde", "log10_grad_norm2", "log10_delta_norm2", "log10_act_norm2", "status",
 )
 
 THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
+
+# crossings.csv: one row per stability curve, where χ̂ crosses 1 (hevar.results.crossings).
+CROSSING_COLUMNS = crossings.COLUMNS
 
 # The run's tables: name → (file, columns). The Python API's Run has one DataFrame per entry.
 TABLES = {
@@ -74,9 +78,11 @@ TABLES = {
     "summary": ("summary.csv", SUMMARY_COLUMNS),
     "theory": ("theory.csv", THEORY_COLUMNS),
     "seeds": ("seeds.csv", SEED_COLUMNS),
+    "crossings": ("crossings.csv", CROSSING_COLUMNS),
 }
 
-STRING_COLUMNS = frozenset({"activation", "critical_kind", "status", "widths", "mode", "dist"})
+STRING_COLUMNS = frozenset({"config_id", "curve_id", "activation", "critical_kind", "status", "widths", "mode", "dist",
+                            "kind"})
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -213,7 +219,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         reason = "no such folder" if not run_dir.exists() else "not a folder"
         raise UsageError(f"{what}. Got '{run_dir}' instead ({reason}).", param="run_dir")
     try:
-        layers = read_table(run_dir / "layers.csv", LAYER_COLUMNS[:7] + ("q_tilde", "log10_q_tilde"))
+        layers = read_table(run_dir / "layers.csv", KEY_COLUMNS + ("layer", "q_tilde", "log10_q_tilde"))
         summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
         theory_path = run_dir / "theory.csv"
         theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
@@ -231,7 +237,7 @@ def read_seeds(run_dir: Path) -> dict[str, np.ndarray] | None:
     path = Path(run_dir) / "seeds.csv"
     if not path.exists():
         return None
-    return read_table(path, SEED_COLUMNS[:len(KEY_COLUMNS)] + ("seed_index", "layer", "log10_q_tilde"))
+    return read_table(path, KEY_COLUMNS + ("seed_index", "layer", "log10_q_tilde"))
 
 
 # --- run folders -------------------------------------------------------------------------------
@@ -251,7 +257,7 @@ def default_run_dir(root: Path, label: str, now: str) -> Path:
     return path
 
 
-RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "plots"})
+RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "crossings.csv", "plots"})
 
 
 def prepare_run_dir(path: Path, name: str = "out") -> Path:

@@ -120,7 +120,7 @@ def sweep(
         err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
-    _print_summary(outcome.tables["summary"])
+    _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
     if do_plot:
         _render(run_dir)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
@@ -130,7 +130,10 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _print_summary(rows: list[dict]) -> None:
+Z_MARK = 3.0  # |z| above this is marked in the summary
+
+
+def _print_summary(rows: list[dict], crossing_rows: list[dict] = ()) -> None:
     from rich import box
     from rich.measure import Measurement
 
@@ -146,26 +149,37 @@ def _print_summary(rows: list[dict]) -> None:
         elif values and values != {default}:
             fixed.append(f"{name} = {values.pop()}")
     # Title and caption are printed apart from the table, so that they wrap at the terminal's width, not the table's.
-    out.print("χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)"
+    out.print("χ̂: measured per-layer growth of q̃ˡ (1 = stable), beside its theory"
               + (f"\n{', '.join(fixed)}" if fixed else ""), markup=False, highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("activation", justify="left", no_wrap=True)
     for name, _ in varying:
         table.add_column(name, justify="left" if name in ("mode", "dist") else "right", no_wrap=True)
-    for name in ("σ_w²·N", "χ̂", "± se", "χ theory"):
+    show_z = any(math.isfinite(r.get("z", math.nan)) for r in rows)  # one seed: no s.e., no z
+    for name in ("σ_w²·N", "χ̂", "±2se", "theory") + (("z",) if show_z else ()):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("status", justify="left", overflow="fold")
     critical: dict[tuple, str] = {}
+    marked = 0
     for r in rows:
         crit = r["sigma_w2_n_crit"]
         at_crit = math.isfinite(crit) and math.isclose(r["sigma_w2_n"], crit, rel_tol=1e-9)
+        z = r.get("z", math.nan)
+        far = math.isfinite(z) and abs(z) > Z_MARK
+        marked += far
         table.add_row(r["activation"], *(text(r) for _, text in varying),
-                      f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
-                      _fmt(r["chi_theory"]), r["status"])
+                      f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]),
+                      _fmt(2 * r["chi_hat_se"]), _fmt(r["chi_theory"]),
+                      *((("—" if not math.isfinite(z) else f"{z:+.1f}") + (" !" if far else ""),) if show_z else ()),
+                      r["status"])
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
             + f" ({r['critical_kind']})"
-    caption = "critical σ_w²·N (◀): " + "; ".join(
-        f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
+    caption = ("theory: the same fit over the same layers applied to the mean-field trajectory (at this depth, not "
+               "χ₁ at L → ∞); ±2se: two standard errors, as in the figures; z = (χ̂ − theory)/s.e.\ncritical σ_w²·N (◀, χ₁ = 1): " + "; ".join(
+                   f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items()))
+    if marked:
+        caption += (f"\n! |z| > {Z_MARK:g} at {marked} configuration(s): finite width, a basin boundary of the "
+                    "q-map, or a forward pass not yet at its fixed point can separate χ̂ from the theory.")
     profiles = sorted({r.get("widths", "") for r in rows} - {""})
     if any(not p.startswith("constant:") for p in profiles):
         caption += "\nwidths N_0..N_L: " + ", ".join(profiles) + " (N is N_0)"
@@ -173,6 +187,29 @@ def _print_summary(rows: list[dict]) -> None:
         table.padding = (0, 0, 0, 0)
     out.print(table)
     out.print(caption, markup=False, highlight=False)
+    if crossing_rows:
+        _print_crossings(crossing_rows, varying)
+
+
+def _print_crossings(rows: list[dict], varying) -> None:
+    """Where χ̂ crosses 1, per curve, beside the theory's value."""
+    lines = []
+    for r in rows:
+        where = " ".join(f"{name}={text(r)}" for name, text in varying if name != "σ_w²·N")
+        head = f"{r['activation']}{' ' + where if where else ''}"
+        theory_part = f"theory (same fit) {_fmt(r['sigma_w2_n_cross_theory'])}"
+        if math.isfinite(r["sigma_w2_n_crit"]):
+            theory_part += f", χ₁ = 1 at {_fmt(r['sigma_w2_n_crit'])}"
+        if r["kind"] == "crossing":
+            lines.append(f"{head}: {_fmt(r['sigma_w2_n_cross'])} [{_fmt(r['sigma_w2_n_cross_lo'])}, "
+                         f"{_fmt(r['sigma_w2_n_cross_hi'])}]; {theory_part}")
+        elif r["kind"] == "jump":
+            lines.append(f"{head}: jumps across 1 between {r['bracket_lo']:g} and {r['bracket_hi']:g} "
+                         f"(no point value); {theory_part}")
+        else:
+            lines.append(f"{head}: none in the grid; {theory_part}")
+    out.print("Measured σ_w²·N where χ̂ = 1, with its 95 % interval (seeds and interpolation; crossings.csv):\n  "
+              + "\n  ".join(lines), markup=False, highlight=False)
 
 
 def _render(run_dir: Path) -> list[Path]:
