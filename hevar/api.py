@@ -74,9 +74,9 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
         resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
     outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor)
     if plot and run_dir is not None:
-        from hevar.views import plots
+        from hevar.views import figures
 
-        plots.render_run(run_dir)
+        figures.render_run(run_dir)
     return Run.from_tables(outcome.tables, outcome.manifest, run_dir)
 
 

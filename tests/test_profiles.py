@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from hevar.engine import init
-from hevar.views import plots
+from hevar.views import figures
 from hevar.results import store
 from hevar.experiments import sweep
 from hevar.meanfield.activations import parse_activation
@@ -152,14 +152,14 @@ def test_profile_columns_and_the_fan_modes_figure(pyramid):
     np.testing.assert_allclose(summary["weight_var_realised_ratio"], 1.0, atol=0.02)
     fig = Figure()
     ax = fig.subplots()
-    artists = plots.plot_mode_traces(ax, layers, "q_tilde", sigma_w2_n=2.0)
+    artists = figures.plot_mode_traces(ax, layers, "q_tilde", sigma_w2_n=2.0)
     labels = [a.get_label() for a in artists if a.get_label() in ("fan-in", "fan-out")]
     assert labels == ["fan-in", "fan-out"]
     assert len(ax.lines) == 4  # measured + theory per mode
-    written = plots.render_run(out)
+    written = figures.render_run(out)
     assert out / "plots" / "fan_modes.png" in written
     # A plain constant-width, single-mode run draws no fan-mode figure.
-    assert plots._figure_fan_modes({k: v[layers["mode"] == "fan_in"] for k, v in layers.items()} | {
+    assert figures.finite_width._figure_fan_modes({k: v[layers["mode"] == "fan_in"] for k, v in layers.items()} | {
         "widths": np.full((layers["mode"] == "fan_in").sum(), "constant:1024", dtype=object)}, summary) is None
 
 

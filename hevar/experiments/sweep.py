@@ -472,6 +472,8 @@ def crossing_rows(config: SweepConfig, results: dict[Task, Measurement], summary
                         return chi_theory_at(act, _w, s, _b, _m)
 
                     uniform = all(chi1_applies(act, r["sigma_w2_n"], widths, mode) for r in summ)
+                    if not uniform:  # χ₁ and its critical point describe no layer of this network
+                        key.update(sigma_w2_n_crit=math.nan, critical_kind="not applicable")
                     jump_chi = (lambda s, _b=b: theory.chi1(act, s, _b)) if uniform else chi_th
                     rows.append(crossings.crossing(
                         key, [r["sigma_w2_n"] for r in summ], [r["chi_hat"] for r in summ],

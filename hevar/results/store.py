@@ -232,6 +232,14 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
     return layers, summary, theory
 
 
+def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The ``crossings.csv`` table of a run folder, or None for a run written before it existed."""
+    path = Path(run_dir) / "crossings.csv"
+    if not path.exists():
+        return None
+    return read_table(path, ("curve_id", "kind", "sigma_w2_n_cross", "sigma_w2_n_cross_lo", "sigma_w2_n_cross_hi"))
+
+
 def read_seeds(run_dir: Path) -> dict[str, np.ndarray] | None:
     """The ``seeds.csv`` table of a run folder (per-seed values), or None if the run has none."""
     path = Path(run_dir) / "seeds.csv"

@@ -75,6 +75,8 @@ def sweep(
         help="TOML preset (see configs/); flags given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Finish an interrupted run in RUN_DIR."),
     plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Render the figures at the end. [default: plot]"),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
+        help="Figure file format(s), comma list: png, svg, pdf. [default: png]"),
     jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
         help="Worker processes; each gets cores/INT BLAS threads. 0 = one per core. Results do not depend on it. "
         "[default: 1, in this process]"),
@@ -83,6 +85,9 @@ def sweep(
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
+    from hevar.views.figures import parse_formats
+
+    formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
     preset = read_preset(config) if config is not None else {}
@@ -122,7 +127,7 @@ def sweep(
         raise typer.Exit(130) from None
     _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
     if do_plot:
-        _render(run_dir)
+        _render(run_dir, formats)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
@@ -212,10 +217,10 @@ def _print_crossings(rows: list[dict], varying) -> None:
               + "\n  ".join(lines), markup=False, highlight=False)
 
 
-def _render(run_dir: Path) -> list[Path]:
-    from hevar.views import plots
+def _render(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    from hevar.views import figures
 
-    paths = plots.render_run(run_dir)
+    paths = figures.render_run(run_dir, formats)
     for p in paths:
         out.print(f"  figure: {p}", markup=False, highlight=False)
     return paths
@@ -230,10 +235,15 @@ class _PlainUsage(typer.core.TyperCommand):
 
 @app.command(cls=_PlainUsage)
 @user_errors
-def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True)) -> None:
+def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True),
+         fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
+             help="File format(s), comma list: png, svg, pdf. [default: png]")) -> None:
     """Render the figures of RUN_DIR, a run folder written by `hevar sweep`, from its CSVs alone into
-    RUN_DIR/plots/."""
-    _render(run_dir)
+    RUN_DIR/plots/ (q, q_tilde, grad_norm, stability, and depth_map, phase, fan_modes, seed_spread,
+    thm11 where the run has what they show)."""
+    from hevar.views.figures import parse_formats
+
+    _render(run_dir, parse_formats(fmt))
 
 
 @app.command("theory")
