@@ -33,12 +33,17 @@ from matplotlib.figure import Figure
 from hevar.errors import UsageError
 from hevar.results import store
 from hevar.views.figures import finite_width, maps, stability, traces
-from hevar.views.figures.common import (DPI, LAYER_LABEL, _RC, Table, _config_keys, _keys, _mask, _subset,  # noqa: F401
+from hevar.views.figures.common import (DPI, LAYER_LABEL, _RC, Table, _config_keys, _keys, _mask, _subset,
                                         closest_swept, critical_label, interpolate_crossing)
-from hevar.views.figures.finite_width import plot_mode_traces, plot_seed_spread, plot_thm11_ratio  # noqa: F401
-from hevar.views.figures.maps import critical_line, phase_norm, plot_depth_map, plot_phase  # noqa: F401
-from hevar.views.figures.stability import chi1_with_breaks, plot_stability  # noqa: F401
-from hevar.views.figures.traces import plot_layer_traces  # noqa: F401
+from hevar.views.figures.finite_width import plot_mode_traces, plot_seed_spread, plot_thm11_ratio
+from hevar.views.figures.maps import critical_line, phase_norm, plot_depth_map, plot_phase
+from hevar.views.figures.stability import chi1_with_breaks, plot_stability
+from hevar.views.figures.traces import plot_layer_traces
+
+__all__ = ["FIGURES", "FORMATS", "FigureSpec", "LAYER_LABEL", "chi1_with_breaks", "closest_swept", "critical_label",
+           "critical_line", "draw", "interpolate_crossing", "parse_formats", "phase_norm", "plot_depth_map",
+           "plot_layer_traces", "plot_mode_traces", "plot_phase", "plot_seed_spread", "plot_stability",
+           "plot_thm11_ratio", "render_run"]
 
 FORMATS = ("png", "svg", "pdf")
 SELECTORS = ("activation", "depth", "width", "widths", "mode", "dist", "sigma_b2", "sigma_w2_n", "curve_id",

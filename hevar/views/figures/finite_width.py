@@ -248,8 +248,9 @@ def _figure_seed_spread(layers: Table, summary: Table) -> Figure | None:
             if varying:
                 ax.set_title(_describe([names[j] for j in varying], tuple(key[j] for j in varying)))
     handles, labels = axes[0].get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.3", lw=1.4, ls=(0, (4, 2)), label="exact, one input (Gaussian weights)"),
-                Patch(color="0.3", alpha=0.15, lw=0, label=r"exact $\pm 2\sqrt{2/(S-1)}$: seed-sampling range")]
+    if np.isfinite(_col(layers, "var_ln_q_tilde_theory")).any():  # list the exact curve only where it is drawn
+        handles += [Line2D([], [], color="0.3", lw=1.4, ls=(0, (4, 2)), label="exact, one input (Gaussian weights)"),
+                    Patch(color="0.3", alpha=0.15, lw=0, label=r"exact $\pm 2\sqrt{2/(S-1)}$: seed-sampling range")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
     extra = [f"{S_LABEL} = {shown[0]:g}"] if len(set(shown)) == 1 else []
     fig.suptitle(_title(r"Finite-width spread: variance across seeds of $\ln \tilde q^{\,l}$", names, keys,
@@ -312,9 +313,12 @@ def _figure_thm11(layers: Table, summary: Table) -> Figure | None:
         if varying:
             ax.set_title(_describe([names[j] for j in varying], tuple(key[j] for j in varying)))
     handles, _ = axes[0].get_legend_handles_labels()
-    handles += [Patch(color="0.35", alpha=0.25, lw=0, label="±2 s.e. (jackknife over seeds)"),
-                Line2D([], [], color="0.35", lw=0.9, ls=":", label="16th–84th percentile of the per-seed ratio"),
-                Line2D([], [], color="black", lw=1.0, label="1: $\\delta^l$ independent of $\\phi(z^{l-1})$")]
+    if np.isfinite(_col(layers, "thm11_ratio_se")).any():  # only what is drawn: one seed has no s.e.
+        handles.append(Patch(color="0.35", alpha=0.25, lw=0, label="±2 s.e. (jackknife over seeds)"))
+    lo, hi = _col(layers, "thm11_ratio_lo"), _col(layers, "thm11_ratio_hi")
+    if np.any(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)):  # one input per seed: the ratio is exactly 1
+        handles.append(Line2D([], [], color="0.35", lw=0.9, ls=":", label="16th–84th percentile of the per-seed ratio"))
+    handles.append(Line2D([], [], color="black", lw=1.0, label="1: $\\delta^l$ independent of $\\phi(z^{l-1})$"))
     fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     extra = []
     if not by_sigma:

@@ -123,12 +123,15 @@ def plot_layer_traces(
     return artists
 
 
-def _trace_legend_handles(quantity: str) -> list[Artist]:
-    return [
-        Line2D([], [], color="0.35", lw=1.6, label="measured, mean over seeds"),
-        Patch(color="0.35", alpha=0.25, lw=0, label="16th–84th percentile over seeds"),
-        Line2D([], [], color="black", lw=1.0, ls=(0, (4, 3)), label="mean-field theory"),
-    ]
+def _trace_legend_handles(layers: Table, quantity: str) -> list[Artist]:
+    """The figure legend: only what some panel draws (one seed has no band; theory may be empty)."""
+    handles: list[Artist] = [Line2D([], [], color="0.35", lw=1.6, label="measured, mean over seeds")]
+    lo, hi = _log10_column(layers, quantity, "_lo"), _log10_column(layers, quantity, "_hi")
+    if np.any(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)):
+        handles.append(Patch(color="0.35", alpha=0.25, lw=0, label="16th–84th percentile over seeds"))
+    if np.isfinite(_log10_column(layers, quantity, "_theory")).any():
+        handles.append(Line2D([], [], color="black", lw=1.0, ls=(0, (4, 3)), label="mean-field theory"))
+    return handles
 
 
 def _figure_traces(layers: Table, summary: Table, quantity: str) -> Figure | None:
@@ -154,7 +157,7 @@ def _figure_traces(layers: Table, summary: Table, quantity: str) -> Figure | Non
     for crit in _finite_unique(_col(summary, "sigma_w2_n_crit")):
         if norm.vmin <= crit <= norm.vmax:
             colorbar.ax.axhline(crit, color="black", lw=2.0)
-    fig.legend(handles=_trace_legend_handles(quantity), loc="outside lower center",
+    fig.legend(handles=_trace_legend_handles(layers, quantity), loc="outside lower center",
                ncols=3 if fig.get_figwidth() >= 8 else 2, frameon=False)
     what = {"q": r"Forward variance $q^{\,l}$ across layers",
             "q_tilde": r"Back-propagated error variance $\tilde q^{\,l}$ across layers",
