@@ -36,6 +36,7 @@ from hevar.meanfield import theory
 from hevar.meanfield.activations import parse_activation
 from hevar.experiments.config import SweepConfig
 from hevar.engine.passes import Measurement, Streams, measure
+from hevar.blocks.network import build as build_network
 
 LN10 = math.log(10.0)
 FIELDS = ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2")
@@ -95,6 +96,11 @@ def grid(config: SweepConfig) -> list[tuple[float, float]]:
     return [(s, b) for s in config.sigma_w2 for b in config.sigma_b2]
 
 
+def network(config: SweepConfig, act, depth: int):
+    """The :class:`hevar.blocks.network.Network` of ``config.arch`` for one activation and depth."""
+    return build_network(getattr(config, "arch", "mlp"), act, depth, getattr(config, "branch_scale", "1"))
+
+
 def run_task(config: SweepConfig, task: Task) -> Measurement:
     """Measure one task. Pure: depends only on ``config`` and ``task``."""
     act = parse_activation(task.act)
@@ -102,13 +108,14 @@ def run_task(config: SweepConfig, task: Task) -> Measurement:
     pairs = grid(config)
     weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, task.mode)) for s, _ in pairs])
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
+    net = network(config, act, task.depth)
     if task.dist != "truncnormal":
         return measure(act, widths, weight_std, bias_std, config.batch,
-                       Streams(config.seed, task.seed_index, task.dist), config.dtype)
-    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task)
+                       Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net)
+    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net)
 
 
-def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task) -> Measurement:
+def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task, net) -> Measurement:
     """PyTorch's truncation at absolute ±2 makes the standard draw depend on σ_{w,l}: configurations
     are measured in groups sharing their per-layer σ_{w,l} (e.g. a σ_b² grid), each group with
     its own draw (the same uniforms, cut at 2/σ_{w,l}), and put back in grid order."""
@@ -117,7 +124,7 @@ def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfi
     for row in dict.fromkeys(map(tuple, weight_std)):
         idx = [k for k in range(K) if tuple(weight_std[k]) == row]
         streams = Streams(config.seed, task.seed_index, "truncnormal", tuple(init.TORCH_TRUNC / np.array(row)))
-        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype)
+        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype, network=net)
         parts.update({k: (m, i) for i, k in enumerate(idx)})
     fields = {f: np.stack([getattr(parts[k][0], f)[parts[k][1]] for k in range(K)]) for f in FIELDS}
     return Measurement(**fields, status=tuple(parts[k][0].status[parts[k][1]] for k in range(K)),
@@ -217,7 +224,7 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
                     logs = {f: stacked[f][:, k, :] for f in FIELDS}
                     rows, summary = _reduce_config(
                         act, depth, width, s, b, logs, [m.status[k] for m in seeds],
-                        widths=widths, profile=profile, mode=mode, dist=dist,
+                        widths=widths, profile=profile, mode=mode, dist=dist, net=network(config, act, depth),
                         weight_mean_sq=[None if m.weight_mean_sq is None else m.weight_mean_sq[k] for m in seeds],
                     )
                     add_fluctuation_columns(rows, summary, config, act, widths, b, dist, logs)
@@ -241,13 +248,14 @@ def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, prof
 
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
                    logs: dict[str, np.ndarray], statuses: list[str], *, widths: tuple[int, ...],
-                   profile: str = "", mode: str = "fan_in", dist: str = "normal",
+                   profile: str = "", mode: str = "fan_in", dist: str = "normal", net=None,
                    weight_mean_sq: list | None = None) -> tuple[list[dict], dict]:
     n_seeds = logs["log_q"].shape[0]
     status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
     key, layer_keys = config_keys(act.name, widths, s, b, profile, mode, dist)
     widths = np.asarray(widths)
+    net = net if net is not None else build_network("mlp", act, depth)
 
     def reduce_field(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vals = logs[name]
@@ -274,10 +282,10 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
     # answer — an empty cell — not something to warn about mid-sweep.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        log_q_th = theory.log_q_trajectory(act, s_in, b)
+        log_q_th = net.log_q_trajectory(s_in, b, widths)
         top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
-        log_qt_th = theory.log_q_tilde_trajectory(act, s_out, log_q_th, top)
-        log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
+        log_qt_th = net.log_q_tilde_trajectory(s_in, s_out, b, widths, log_q_th, top)
+        log_gn_th = net.log_grad_norm2(widths, log_q_th, log_qt_th, s_in, b)
     if not np.isfinite(qt[0][-1]):  # the prediction is anchored at the measured q̃ᴸ
         log_qt_th[:] = np.nan
         log_gn_th[:] = np.nan
@@ -304,10 +312,10 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         chi_hat, chi_se = _chi_hat(layers[sel], logs["log_q_tilde"][:, sel])
         if np.all(np.isfinite(log_qt_th[sel])):
             chi_th = math.exp(-_slope(layers[sel], log_qt_th[sel]))
-    crit = theory.critical_sigma_w2_n(act, b)
+    crit = net.critical(act, b)
     summary = dict(
         key, n_seeds=n_seeds, chi_hat=chi_hat, chi_hat_se=chi_se, chi_theory=chi_th,
-        chi1=theory.chi1(act, s, b) if uniform else math.nan, fit_first_layer=first, fit_last_layer=last,
+        chi1=net.chi1(act, s, b) if uniform else math.nan, fit_first_layer=first, fit_last_layer=last,
         log10_q_tilde_ratio=(qt[0][0] - qt[0][-1]) / LN10,
         log10_q_tilde_ratio_theory=(log_qt_th[0] - log_qt_th[-1]) / LN10,
         sigma_w2_n_crit=crit.sigma_w2_n, critical_kind=crit.kind, status=status,
@@ -351,7 +359,8 @@ def add_fluctuation_columns(rows: list[dict], summary: dict, config: SweepConfig
         thm_se = _ratio_jackknife_se(lgn, ldn, lan) if n_seeds > 1 else np.full(depth, np.nan)
     nan = np.full(depth, np.nan)
     alpha = fluctuations.homogeneous_slope(act.name)
-    applies = fluctuations.theory_applies(act.name, sigma_b2, config.batch, "gaussian" if dist == "normal" else dist)
+    applies = (fluctuations.theory_applies(act.name, sigma_b2, config.batch, "gaussian" if dist == "normal" else dist)
+               and network(config, act, depth).plain)
     var_th = fluctuations.var_ln_q_tilde(widths, alpha) if applies else nan
     m2_th = fluctuations.q_tilde_moment_ratio(widths, alpha) if applies else nan
     to_top = fluctuations.beta_to_top(widths)
