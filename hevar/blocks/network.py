@@ -153,7 +153,12 @@ def branch_scale(text: str, depth: int) -> float:
     except (ValueError, SyntaxError, TypeError, ArithmeticError, RecursionError):
         value = math.nan
     if not (math.isfinite(value) and value >= 0):
-        shown = text if not isinstance(value, float) or math.isnan(value) else f"{text} (= {value:g} at L = {depth})"
+        try:
+            float(text)
+            plain = True
+        except ValueError:
+            plain = False
+        shown = text if plain or math.isnan(value) else f"{text} (= {value:g} at L = {depth})"
         raise UsageError(f"The 'branch-scale' parameter must be {BRANCH_HELP}. Got '{shown}' instead.",
                          param="branch-scale")
     return value
