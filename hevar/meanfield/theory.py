@@ -230,19 +230,46 @@ def log_q_trajectory(act: Activation, s_in: Array, sigma_b2: float, q_in: float 
     with np.errstate(divide="ignore"):
         log_q = np.logaddexp(np.log(s_in[0] * q_in), log_b)
     out[0] = log_q
+    out[1:] = log_q_continue(act, log_q, s_in[1:], sigma_b2)
+    return out
+
+
+def log_q_continue(act: Activation, log_q_start: float, s_in: Array, sigma_b2: float) -> Array:
+    """ln qˡ of n more layers qˡ = s_l·V(qˡ⁻¹) + σ_b², from ln q of the layer before them.
+
+    The dense block's forward map over a run of layers (:class:`hevar.blocks.dense.Dense`);
+    :func:`log_q_trajectory` is the input layer followed by this.
+
+    Parameters
+    ----------
+    act : Activation
+    log_q_start : float
+        ln q of the layer feeding the first of them.
+    s_in : array, shape (n,)
+        σ_{w,l}²·N_{l-1} of each of the n layers.
+    sigma_b2 : float
+
+    Returns
+    -------
+    array, shape (n,)
+    """
+    s_in = np.asarray(s_in, dtype=float)
+    out = np.empty(s_in.shape)
+    log_b = np.log(sigma_b2) if sigma_b2 > 0 else -np.inf
+    log_q = log_q_start
     if act.homogeneous:
         # V(q) = V(1)·q exactly, so the recursion can run in logs at any depth.
         log_v1 = float(np.log(V(act, 1.0)))
         with np.errstate(divide="ignore"):
             log_s = np.log(s_in)
-        for l in range(1, len(s_in)):
+        for l in range(len(s_in)):
             log_q = np.logaddexp(log_s[l] + log_v1 + log_q, log_b)
             out[l] = log_q
         return out
     v_of = _raw_v(act)
     q = float(np.exp(log_q))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for l in range(1, len(s_in)):
+        for l in range(len(s_in)):
             q_next = float(s_in[l] * v_of(np.array([q]))[0] + sigma_b2) if q < _HUGE else math.inf
             if not q_next < _HUGE:
                 q_next = math.inf

@@ -63,6 +63,13 @@ def sweep(
     dist: Optional[str] = typer.Option(None, "--dist", metavar="LIST",
         help="Weight distribution(s), comma list: normal, uniform, truncnormal (PyTorch trunc_normal_, cut at "
         "absolute ±2), truncnormal_keras (cut at ±2 std, variance corrected), orthogonal. [default: normal]"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
+        help="Architecture of layers 2..L (layer 1 is the dense input layer): mlp, resmlp (zˡ = zˡ⁻¹ + α·(Wˡφ(zˡ⁻¹) + bˡ)), "
+        "preln-resmlp, postln-resmlp, or '-'-joined tokens: mlp|resmlp, preln|postln|prerms|postrms, dropP (keep "
+        "probability P), postact. [default: mlp]"),
+    branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
+        help="Residual branch scale α: a number >= 0 (0 is SkipInit) or an expression in the depth L, e.g. 1/sqrt(L), "
+        "1/sqrt(2L). [default: 1]"),
     sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="GRID",
         help="Weight variance in units of 1/N (2 means σ_w² = 2/N): comma list or start:stop:step. [default: 0.5:4:0.5]"),
     sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="GRID", help="Bias variance σ_b² (raw), comma list or start:stop:step. [default: 0]"),
@@ -89,14 +96,15 @@ def sweep(
 
     formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
-                 seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
+                 seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist,
+                 arch=arch, branch_scale=branch_scale)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
-    given = any(v is not None and k in SweepConfig().to_dict() for k, v in {**preset, **flags}.items())
+    given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
     if scheduler is None:  # before anything is written; a Dask cluster's workers have their own memory
         resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
