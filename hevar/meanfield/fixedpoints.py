@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 
 from hevar.meanfield.activations import Activation
 from hevar.meanfield.moments import V_RTOL, G, Limits, V, dV, limits
@@ -18,6 +19,7 @@ Array = np.ndarray
 
 CRITICAL_TOL = 1e-6  # |χ₁ - 1| at or below this is reported as the critical phase
 _Q_GRID = np.geomspace(1e-14, 1e14, 281)  # q scanned for fixed points (10 points per decade)
+_T_FINE = np.log(np.geomspace(1e-14, 1e14, 2801))  # ln q scanned for the stationary points of r (100 per decade)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class FixedPoint:
     stable: bool  # attracts nearby q: slope < 1 (finite or 0); slope > 1 at q = inf (marginal: see below)
     chi1: float  # s·G(q*); at q = inf the limit s·G(∞)
     marginal: bool = False  # q = inf with s·G(∞) = 1 to rounding: F(q)/q → 1, q drifts without settling
+    saddle_node: bool = False  # a double root (slope 1 to rounding): F touches the diagonal, attracting from one side
 
 
 @functools.lru_cache(maxsize=64)
@@ -108,6 +111,147 @@ def _illinois(func, a: Array, b: Array, xtol: float = 1e-15, maxiter: int = 200)
     return x
 
 
+# --- stationary points of r(t) = ln(F(eᵗ)/eᵗ), which separate the fixed points ----------------------
+
+
+def h(act: Activation, q: float | Array) -> Array:
+    """h(q) = q·V'(q) − V(q), the numerator of dr/dt: r'(t) = (s·h(q) − σ_b²)/F(q), t = ln q.
+
+    r(t) = ln(F(q)/q) is stationary exactly where s·h(q) = σ_b², and h'(q) = q·V''(q), so h is
+    monotone between the inflection points of V, which depend on φ alone.
+    """
+    q = np.asarray(q, dtype=float)
+    return q * dV(act, q) - V(act, q)
+
+
+def _h_error(act: Activation, q: Array, dv: Array, v: Array) -> Array:
+    # V and V' each to a few V_RTOL; the subtraction keeps their absolute errors.
+    return 4 * V_RTOL * (q * np.abs(dv) + np.abs(v))
+
+
+@functools.lru_cache(maxsize=64)
+def _h_table(act: Activation) -> tuple[Array, Array, Array]:
+    """Nodes t = ln q between which h is monotone: the fine grid plus h's extrema, refined.
+
+    An extremum of h is a sign change between resolved consecutive differences of h on the fine grid
+    (a difference counts where it exceeds the sum of the two error bounds); it is refined by a
+    bounded Brent search on ±h and inserted, so that h at the nodes brackets every root of
+    s·h = σ_b² on the piece between them. A pair of extrema closer than 1/100 decade would be missed.
+
+    Returns
+    -------
+    t, h_nodes, err : arrays of the same length
+    """
+    t = _T_FINE
+    q = np.exp(t)
+    v, dv = V(act, q), dV(act, q)
+    hv = q * dv - v
+    err = _h_error(act, q, dv, v)
+    diff = np.diff(hv)
+    dsign = np.where(diff > err[:-1] + err[1:], 1, np.where(diff < -(err[:-1] + err[1:]), -1, 0))
+    resolved = np.flatnonzero(dsign)
+    turns = np.flatnonzero(dsign[resolved[:-1]] != dsign[resolved[1:]])
+    extra_t = []
+    for k in turns:
+        i, j = resolved[k], resolved[k + 1]  # h rises (or falls) on [t_i, t_i+1], the reverse on [t_j, t_j+1]
+        sgn = float(dsign[i])  # +1: a maximum inside
+        res = optimize.minimize_scalar(lambda x: -sgn * float(h(act, math.exp(x))), bounds=(t[i], t[j + 1]),
+                                       method="bounded", options=dict(xatol=1e-12))
+        extra_t.append(float(res.x))
+    if extra_t:
+        t = np.concatenate([t, extra_t])
+        t.sort()
+        q = np.exp(t)
+        v, dv = V(act, q), dV(act, q)
+        hv = q * dv - v
+        err = _h_error(act, q, dv, v)
+    return t, hv, err
+
+
+def _stationary_points(act: Activation, s: Array, sigma_b2: float) -> tuple[Array, Array]:
+    """Every stationary point of r(t) = ln(F(eᵗ)/eᵗ) in q ∈ [1e-14, 1e14], for each s (vectorised).
+
+    They are the roots of s·h(q) = σ_b² (see :func:`h`); h is monotone between the nodes of
+    :func:`_h_table`, so each sign change of s·h − σ_b² between resolved nodes is one root, refined by
+    regula falsi in t. Spurious ones (rounding noise where r' ≈ 0) only split a monotone piece of r in
+    two, which is harmless for bracketing the fixed points.
+
+    Returns
+    -------
+    which : int array
+        Index into ``s`` of each stationary point.
+    q : array
+        Its location, in increasing q for each ``which``.
+    """
+    s = np.atleast_1d(np.asarray(s, dtype=float))
+    t, hv, err = _h_table(act)
+    d = s[:, None] * hv[None, :] - sigma_b2
+    e = s[:, None] * err[None, :] + 4 * np.finfo(float).eps * (np.abs(s[:, None] * hv[None, :]) + sigma_b2)
+    sign = np.where(d > e, 1, np.where(d < -e, -1, 0))
+    rows, cols = np.nonzero(sign)  # row-major: by s, then by t
+    pair = (rows[:-1] == rows[1:]) & (sign[rows[:-1], cols[:-1]] != sign[rows[1:], cols[1:]])
+    which, lo, hi = rows[:-1][pair], cols[:-1][pair], cols[1:][pair]
+    if which.size == 0:
+        return which, np.empty(0)
+    t_stat = _illinois(lambda x, idx: s[which[idx]] * h(act, np.exp(x)) - sigma_b2, t[lo], t[hi], xtol=1e-13)
+    return which, np.exp(t_stat)
+
+
+def _roots_and_saddles(act: Activation, s: float, sigma_b2: float, sign: Array) -> tuple[Array, list[float]]:
+    """Finite roots of r (simple) and saddle-nodes (double), from the grid signs and r's stationary points.
+
+    Between consecutive resolved grid points the stationary points of r cut the cell into monotone
+    pieces, each holding at most one root; a root is bracketed by consecutive resolved ends of
+    opposite sign. A pair of fixed points inside one cell therefore shows as the sign of r at the
+    stationary point between them, whatever the grid. Where the cell holds one root (or none) as
+    the grid alone says, the grid's bracket is kept, so its refined value is unchanged. An
+    unresolved stationary point (|r| within rounding) between resolved ends of one sign is a
+    saddle-node: F touches the diagonal there.
+    """
+    decided = np.flatnonzero(sign != 0)
+    _, q_st = _stationary_points(act, np.array([s]), sigma_b2)
+    sign_st = _resolved_sign(act, q_st, np.float64(s), sigma_b2) if q_st.size else np.empty(0, int)
+    lo_q, hi_q, saddles = [], [], []
+    for a, b in zip(decided[:-1], decided[1:]):
+        qa, qb = _Q_GRID[a], _Q_GRID[b]
+        if sign[a] != sign[b]:
+            grid_lo, grid_hi = [qa], [qb]
+        else:
+            grid_lo, grid_hi = [], []
+        inside = np.flatnonzero((q_st > qa) & (q_st < qb))
+        if inside.size == 0:
+            lo_q += grid_lo
+            hi_q += grid_hi
+            continue
+        seq_q = [qa, *q_st[inside], qb]
+        seq_s = [int(sign[a]), *(int(x) for x in sign_st[inside]), int(sign[b])]
+        sub_lo, sub_hi, sub_saddle = [], [], []
+        prev = 0  # index of the last resolved element
+        best = None  # unresolved stationary point since it with the smallest |r|
+        for k in range(1, len(seq_q)):
+            if seq_s[k] == 0:
+                r_k = abs(float(_log_ratio(act, np.array([seq_q[k]]), np.float64(s), sigma_b2)[0]))
+                if best is None or r_k < best[1]:
+                    best = (seq_q[k], r_k)
+                continue
+            if seq_s[k] != seq_s[prev]:
+                sub_lo.append(seq_q[prev])
+                sub_hi.append(seq_q[k])
+            elif best is not None:
+                sub_saddle.append(best[0])
+            prev, best = k, None
+        if len(sub_lo) == len(grid_lo) and not sub_saddle:
+            lo_q += grid_lo
+            hi_q += grid_hi
+        else:
+            lo_q += sub_lo
+            hi_q += sub_hi
+            saddles += sub_saddle
+    n = len(lo_q)
+    roots = _refine(act, np.array(lo_q, dtype=float), np.array(hi_q, dtype=float), np.full(n, float(s)), sigma_b2)
+    return roots, saddles
+
+
 def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint, ...]:
     """All fixed points of q ↦ F(q) = s·V(q) + σ_b², with their stability, in increasing q.
 
@@ -160,13 +304,15 @@ def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint
         points.append(FixedPoint(0.0, s * lim.g0, s * lim.g0 < 1, s * lim.g0))
     sign = _resolved_sign(act, _Q_GRID, np.float64(s), sigma_b2, _grid_v(act))
     decided = np.flatnonzero(sign != 0)
-    flip = sign[decided[:-1]] != sign[decided[1:]]
-    lo, hi = decided[:-1][flip], decided[1:][flip]
-    roots = _refine(act, _Q_GRID[lo], _Q_GRID[hi], np.full(len(lo), float(s)), sigma_b2)
-    if len(roots):
-        slopes = s * dV(act, roots)
-        chis = s * G(act, roots)
-        points += [FixedPoint(float(q), float(k), bool(k < 1), float(c)) for q, k, c in zip(roots, slopes, chis)]
+    roots, saddles = _roots_and_saddles(act, float(s), sigma_b2, sign)
+    finite = [(float(q), False) for q in roots] + [(float(q), True) for q in saddles]
+    finite.sort()
+    if finite:
+        qs = np.array([q for q, _ in finite])
+        slopes = s * dV(act, qs)
+        chis = s * G(act, qs)
+        points += [FixedPoint(q, float(k), bool(k < 1) and not sn, float(c), saddle_node=sn)
+                   for (q, sn), k, c in zip(finite, slopes, chis)]
     chi_inf = s * lim.g_inf  # = lim F(q)/q, so r(∞) = ln χ_inf
     if _marginal_at_inf(s, lim):
         last = int(sign[decided[-1]]) if decided.size else 0
@@ -233,6 +379,40 @@ def _attractor(act: Activation, s: Array, sigma_b2: float, q_in: float) -> Array
 
     todo = np.flatnonzero(np.isfinite(lo))
     q_star[todo] = _refine(act, np.maximum(lo[todo], 1e-300), hi[todo], s[todo], sigma_b2)
+    return _attractor_between(act, s, sigma_b2, q1, sign1, q_star)
+
+
+def _attractor_between(act: Activation, s: Array, sigma_b2: float, q1: Array, sign1: Array, q_star: Array) -> Array:
+    """Correct q* where the grid search walked past a pair of fixed points inside one grid cell.
+
+    Such a pair (near a saddle-node) has a stationary point of r between its two roots at which r
+    has the sign opposite to the direction of travel; the grid sees neither root. Where some
+    stationary point between q¹ and the grid's q* has r ≤ 0 going up (≥ 0 going down), every fixed
+    point is found by :func:`fixed_points` and q* is the first one met from q¹. Elsewhere q* is the
+    grid's, bit for bit.
+    """
+    which, q_st = _stationary_points(act, s, sigma_b2)
+    if which.size == 0:
+        return q_star
+    up, down = sign1[which] > 0, sign1[which] < 0
+    between = np.where(up, (q_st > q1[which]) & (q_st < q_star[which]),
+                       down & (q_st < q1[which]) & (q_st > q_star[which]))
+    if not np.any(between):
+        return q_star
+    r = _log_ratio(act, q_st[between], s[which[between]], sigma_b2)
+    err = _log_ratio_error(s[which[between]], V(act, q_st[between]), sigma_b2)
+    wrong_way = np.where(up[between], r <= err, r >= -err)
+    q_star = q_star.copy()
+    for k in np.unique(which[between][wrong_way]):
+        finite = [p.q for p in fixed_points(act, float(s[k]), sigma_b2) if 0 < p.q < math.inf]
+        if sign1[k] > 0:
+            met = [q for q in finite if q > q1[k]]
+            new = min(met) if met else q_star[k]
+        else:
+            met = [q for q in finite if q < q1[k]]
+            new = max(met) if met else q_star[k]
+        if not math.isclose(new, q_star[k], rel_tol=1e-12):
+            q_star[k] = new
     return q_star
 
 
