@@ -111,36 +111,44 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
         executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
-        argv: list[str] | None = None) -> Outcome:
+        argv: list[str] | None = None, option: str = "out") -> Outcome:
     """Run ``cfg`` and return its tables.
 
     With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
     the end and the manifest records each attempt, so an interrupted run resumes where it stopped
-    (pass the folder's ``manifest`` from :func:`reconcile` to continue it). Without ``run_dir``
-    nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`, not yet
-    entered (default: this process). ``on_start(total)`` is called once the executor is ready (a
-    Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after each task.
-    Ctrl-C raises :class:`Interrupted` after the manifest says so.
+    (pass the folder's ``manifest`` from :func:`reconcile` to continue it). The folder is locked
+    (:mod:`hevar.results.lock`) from before the first write to after the last: a second process on
+    it is refused with a :class:`UsageError` naming ``option`` (``out`` or ``resume``), and what
+    another process wrote there between :func:`reconcile` and the lock is checked again. Without
+    ``run_dir`` nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`,
+    not yet entered (default: this process). ``on_start(total)`` is called once the executor is
+    ready (a Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after
+    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so.
     """
     from hevar.experiments.executors import Serial
+    from hevar.results.lock import RunLock
 
     executor = executor or Serial()
     started = now()
     argv = list(sys.argv if argv is None else argv)
-    attempts = list(manifest.get("attempts", [])) if manifest else []
-    if run_dir is not None:  # points carry their attempt: a killed attempt is still credited
-        done_by = sweep.attempt_log(cfg, run_dir)
-        attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
-    attempt = {"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None, "computed": [],
-               "executor": executor.describe()}
-    base = {
-        **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
-        "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
-        "started": manifest["started"] if manifest else started, "finished": None,
-        "attempts": attempts + [attempt],
-    }
     total = len(sweep.plan(cfg))
     saved = 0
+    base: dict[str, Any] = {}
+    attempt: dict[str, Any] = {}
+
+    def begin(manifest: Mapping[str, Any] | None) -> None:
+        attempts = list(manifest.get("attempts", [])) if manifest else []
+        if run_dir is not None:  # points carry their attempt: a killed attempt is still credited
+            done_by = sweep.attempt_log(cfg, run_dir)
+            attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
+        attempt.update({"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None,
+                        "computed": [], "executor": executor.describe()})
+        base.update({
+            **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
+            "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
+            "started": manifest["started"] if manifest else started, "finished": None,
+            "attempts": attempts + [attempt],
+        })
 
     def progress(task: sweep.Task, cached: bool) -> None:
         nonlocal saved
@@ -149,10 +157,16 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             on_progress(task, cached)
 
     recorded = False
+    lock = RunLock(run_dir, option) if run_dir is not None else None
     try:
         with executor:  # connects to a Dask scheduler here, before the run folder is touched
             if run_dir is not None:
-                store.prepare_run_dir(run_dir)
+                store.prepare_run_dir(run_dir, option)
+                lock.acquire()
+                if store.read_manifest(run_dir) != (dict(manifest) if manifest else None):
+                    _, manifest = reconcile(cfg, run_dir, resume=option == "resume", given=True)
+            begin(manifest)
+            if run_dir is not None:
                 store.write_manifest(run_dir, base)
                 recorded = True
             if on_start:
@@ -161,14 +175,16 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
         rows = tables(cfg, results)
         if run_dir is not None:
             store.write_tables(run_dir, rows)
+        attempt.update(finished=now(), computed=computed)
+        manifest_out = dict(base, finished=attempt["finished"])
+        if run_dir is not None:
+            store.write_manifest(run_dir, manifest_out)
     except KeyboardInterrupt:
         if recorded:
             attempt.update(interrupted=now(), computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
             store.write_manifest(run_dir, base)
         raise Interrupted(saved if run_dir is not None else 0, total, run_dir) from None
-    attempt.update(finished=now(), computed=computed)
-    manifest_out = dict(base, finished=attempt["finished"])
-    if run_dir is not None:
-        store.write_manifest(run_dir, manifest_out)
+    finally:
+        if lock is not None:
+            lock.release()
     return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed)
-

@@ -113,7 +113,7 @@ def sweep(
     try:
         try:
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, option="resume" if resume is not None else "out")
         finally:
             progress.stop()
     except runner.Interrupted as stop:
