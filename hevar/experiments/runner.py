@@ -8,6 +8,7 @@ rows, written to files only where a run folder is given (through :mod:`hevar.res
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from hevar import __version__
-from hevar.errors import UsageError
+from hevar.errors import Fault, UsageError
 from hevar.experiments import sweep
 from hevar.experiments.config import SweepConfig, build_config
 from hevar.results import store
@@ -39,6 +40,7 @@ class Outcome:
     manifest: dict[str, Any]
     run_dir: Path | None = None
     computed: list[str] = field(default_factory=list)  # task keys this call computed (not loaded)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (point file, what was wrong): recomputed
 
 
 class Interrupted(Exception):
@@ -57,7 +59,7 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
     is refused rather than mixed.
     """
     name = "resume" if resume else "out"
-    manifest = store.read_manifest(run_dir) if run_dir is not None and Path(run_dir).exists() else None
+    manifest = store.read_manifest(run_dir) if run_dir is not None else None
     if resume and manifest is None:
         raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{run_dir}' "
                          "instead.", param="resume")
@@ -133,6 +135,7 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
     argv = list(sys.argv if argv is None else argv)
     total = len(sweep.plan(cfg))
     saved = 0
+    damaged: list[tuple[str, str]] = []
     base: dict[str, Any] = {}
     attempt: dict[str, Any] = {}
 
@@ -165,13 +168,15 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
                 lock.acquire()
                 if store.read_manifest(run_dir) != (dict(manifest) if manifest else None):
                     _, manifest = reconcile(cfg, run_dir, resume=option == "resume", given=True)
+                store.remove_leftovers(run_dir)  # temporary files of writes a killed run left behind
             begin(manifest)
             if run_dir is not None:
                 store.write_manifest(run_dir, base)
                 recorded = True
             if on_start:
                 on_start(total)
-            results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"])
+            results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"],
+                                              damaged=damaged)
         rows = tables(cfg, results)
         if run_dir is not None:
             store.write_tables(run_dir, rows)
@@ -184,7 +189,29 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             attempt.update(interrupted=now(), computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
             store.write_manifest(run_dir, base)
         raise Interrupted(saved if run_dir is not None else 0, total, run_dir) from None
+    except (UsageError, Fault, OSError, MemoryError) as exc:
+        if not recorded:
+            raise _as_hevar_error(exc) from None
+        try:  # the manifest says how the attempt ended, if the disk still takes it
+            attempt.update(failed=now(), error=str(exc),
+                           computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
+            store.write_manifest(run_dir, base)
+        except (Fault, OSError):
+            pass
+        raise _as_hevar_error(exc).amended(
+            f"{saved} of {total} tasks are saved in {run_dir}. Resume with: hevar sweep --resume "
+            f"{shlex.quote(str(run_dir))}") from None
     finally:
         if lock is not None:
             lock.release()
-    return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed)
+    return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed, damaged)
+
+
+def _as_hevar_error(exc: BaseException) -> UsageError | Fault:
+    """An exception from a run as one of hevar's own, with a one-line message."""
+    if isinstance(exc, (UsageError, Fault)):
+        return exc
+    if isinstance(exc, MemoryError):
+        return Fault("Out of memory while running the sweep (MemoryError). Try a smaller --batch, --dtype float32 or "
+                     "fewer --jobs.")
+    return store.io_fault(exc, getattr(exc, "filename", None) or "a file")
