@@ -538,8 +538,38 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
                        weight_mean_sq=arrays.get("weight_mean_sq"))
 
 
+def point_problem(config: SweepConfig, task: Task, arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a point file's arrays for ``task`` (None: nothing): every field of a
+    :class:`Measurement` present, as real (K, L) arrays for the run's K configurations and the
+    task's L layers, and a status per configuration."""
+    K, L = len(grid(config)), task.depth
+    for name in FIELDS + ("status",):
+        if name not in arrays:
+            return f"no '{name}' array"
+    for name in FIELDS + (("weight_mean_sq",) if "weight_mean_sq" in arrays else ()):
+        a = arrays[name]
+        if a.dtype.kind != "f" or a.shape != (K, L):
+            return f"'{name}' is {a.dtype} of shape {a.shape}, not float of shape {(K, L)}"
+    if arrays["status"].shape != (K,) or arrays["status"].dtype.kind != "U":
+        return f"'status' has shape {arrays['status'].shape}, not ({K},)"
+    if "attempt" in arrays and (arrays["attempt"].shape != () or arrays["attempt"].dtype.kind not in "iu"):
+        return "'attempt' is not one integer"
+    return None
+
+
+def load_task(config: SweepConfig, run_dir, task: Task) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """A persisted task's arrays (None if it has none), and what is wrong with its file if it is damaged."""
+    from hevar.results import store
+
+    arrays, problem = store.read_point(run_dir, task.key)
+    if arrays is not None:
+        problem = point_problem(config, task, arrays)
+    return (None, problem) if problem else (arrays, None)
+
+
 def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
-            executor=None, attempt: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
+            executor=None, attempt: int | None = None,
+            damaged: list[tuple[str, str]] | None = None) -> tuple[dict[Task, Measurement], list[str]]:
     """Run every task not already persisted in ``run_dir``; persist each one as it finishes
     (``run_dir`` None: run every task and keep the results in memory only).
 
@@ -547,6 +577,8 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     after the other) and come back in the order they finish; this process saves each result
     atomically the moment it arrives, tagged with ``attempt`` (see :func:`attempt_log`), so a
     killed run loses only the tasks in flight. Results are identical whatever the executor.
+    A point file that cannot be read or does not fit its task (:func:`point_problem`) is
+    recomputed and overwritten; ``damaged``, where given, receives (file, what was wrong) for each.
 
     Returns all results and the keys of the tasks computed by this call, in plan order.
     """
@@ -556,7 +588,9 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     results: dict[Task, Measurement] = {}
     todo: list[Task] = []
     for task in plan(config):
-        arrays = None if run_dir is None else store.load_point(run_dir, task.key)
+        arrays, problem = (None, None) if run_dir is None else load_task(config, run_dir, task)
+        if problem and damaged is not None:
+            damaged.append((f"{store.POINTS}/{task.key}.npz", problem))
         if arrays is None:
             todo.append(task)
             continue
@@ -575,12 +609,10 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
 
 def attempt_log(config: SweepConfig, run_dir) -> dict[int, list[str]]:
     """Which persisted tasks each attempt computed, from the tags in their point files: the
-    record survives a killed attempt. Task keys in plan order; untagged points are left out."""
-    from hevar.results import store
-
+    record survives a killed attempt. Task keys in plan order; untagged and damaged points are left out."""
     log: dict[int, list[str]] = {}
     for task in plan(config):
-        arrays = store.load_point(run_dir, task.key)
+        arrays, _ = load_task(config, run_dir, task)
         if arrays is not None and "attempt" in arrays:
             log.setdefault(int(arrays["attempt"]), []).append(task.key)
     return log

@@ -17,10 +17,12 @@ never sees a half-written file. Column names are a contract, documented in the R
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import re
 import shlex
 import tempfile
 import zipfile
@@ -29,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hevar.errors import UsageError
+from hevar.errors import Fault, UsageError
 from hevar.results import crossings
 
 FORMAT_VERSION = 1
@@ -92,20 +94,70 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def io_fault(exc: OSError, path: Any, doing: str = "write") -> Fault:
+    """An OSError as one line: what could not be done to which file, and why."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return Fault(f"Cannot {doing} {path}: {reason}{f' ({code})' if code else ''}.")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The bytes go to a hidden ``.NAME.*.tmp`` in the same folder, are synced, and renamed over
+    ``path``. On any failure the temporary file is removed and an OSError (a full disk, a
+    read-only folder) becomes a :class:`~hevar.errors.Fault` naming the file; a write killed outright
+    leaves the temporary file, which :func:`remove_leftovers` clears on the next run.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                Path(tmp).unlink(missing_ok=True)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise io_fault(exc, path) from None
         raise
+
+
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # write_atomic's temporary names (mkstemp's random middle)
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes a killed process left in ``run_dir``, its
+    ``points/`` and ``plots/`` (only hevar's own hidden ``.NAME.*.tmp`` names). Call it holding the
+    folder's lock, so that no live write is touched. Returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / POINTS, Path(run_dir) / "plots"):
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for entry in entries:
+            if _LEFTOVER.match(entry.name) and entry.is_file():
+                try:
+                    entry.unlink()
+                    removed.append(entry)
+                except OSError:
+                    pass
+    return removed
 
 
 def _format(value: Any) -> str:
@@ -303,16 +355,62 @@ def prepare_run_dir(path: Path, name: str = "out") -> Path:
     return path
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return None
+# What the code reads of a manifest: key → (allowed types, required).
+MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), False), "started": ((str,), False),
+                 "finished": ((str, type(None)), False), "attempts": ((list,), False)}
+
+
+def check_plots_dir(run_dir: Path) -> Path:
+    """``RUN_DIR/plots``, or a :class:`UsageError` saying why figures cannot be written there (a file
+    of that name, a folder hevar may not write). Checked by writing and removing a probe file, in
+    ``plots/`` or, where it does not exist yet, in the run folder; nothing is created. A path that is
+    not a folder is left to the reader of the run to report."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "plots"
+    if not run_dir.is_dir():
+        return folder
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"The run folder's manifest '{path}' is not a readable hevar manifest ({exc}).") from None
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("config"), dict)):
-        raise UsageError(f"The run folder's manifest '{path}' is not a hevar manifest (no 'config' table).")
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file where the plots folder should be", str(folder))
+        fd, probe = tempfile.mkstemp(dir=folder if folder.exists() else run_dir, prefix=".write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"The 'run_dir' parameter must be a run folder whose plots/ hevar can write. Got '{run_dir}' "
+                         f"instead ({folder}: {exc.strerror or exc}).", param="run_dir") from None
+    return folder
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's manifest, or None if it has none. A manifest that is not JSON, not an object,
+    or whose keys hevar reads have the wrong type raises a :class:`UsageError` naming the file."""
+    path = Path(run_dir) / MANIFEST
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # prepare_run_dir says so, naming the option
+            return None
+        raise UsageError(f"The run folder's manifest '{path}' cannot be read ({exc.strerror or exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"The run folder's manifest '{path}' cannot be read ({getattr(exc, 'strerror', None) or exc}).") \
+            from None
+    damaged = f"The run folder's manifest '{path}' is damaged"
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{damaged}: not valid JSON ({' '.join(str(exc).split())}).") from None
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{damaged}: a JSON {type(manifest).__name__} instead of an object.")
+    for key, (types, required) in MANIFEST_KEYS.items():
+        if key not in manifest:
+            if required:
+                raise UsageError(f"{damaged}: it has no '{key}'.")
+        elif not isinstance(manifest[key], types):
+            raise UsageError(f"{damaged}: '{key}' is a JSON {type(manifest[key]).__name__}.")
+    if not all(isinstance(a, dict) for a in manifest.get("attempts", [])):
+        raise UsageError(f"{damaged}: 'attempts' must be a list of objects.")
     return manifest
 
 
@@ -327,11 +425,18 @@ def save_point(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> Non
     write_atomic(Path(run_dir) / POINTS / f"{key}.npz", buf.getvalue())
 
 
-def load_point(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
-    """A finished task's arrays, or None if it has not finished (or its file is damaged)."""
+def read_point(run_dir: Path, key: str) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """A finished task's arrays and None, or None and what is wrong with its file (None: not there)."""
     path = Path(run_dir) / POINTS / f"{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
+            return {k: data[k] for k in data.files}, None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        return None, f"unreadable: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+
+
+def load_point(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
+    """A finished task's arrays, or None if it has not finished (or its file is damaged)."""
+    return read_point(run_dir, key)[0]

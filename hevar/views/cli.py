@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shlex
+import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -14,11 +16,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hevar import __version__
-from hevar.errors import UsageError
+from hevar.errors import (EXIT_BUG, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_USAGE, Fault, UsageError,
+                          watch_interrupts)
 from hevar.experiments import executors, resources, runner, sweep as sweep_mod
 from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
                                       parse_sigma_w2, read_preset)
 from hevar.results import store
+
+DEBUG_ENV = "HEVAR_DEBUG"  # HEVAR_DEBUG=1, or --debug anywhere on the command line: tracebacks for faults and bugs
+
+
+_debug_flag = False  # --debug on this invocation
+
+
+def _debug() -> bool:
+    return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Typer's group, with its own usage errors (unknown option or command, missing or extra
+    argument) printed as one line in hevar's format and exit code 2, like every other error."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                                **extra)
+        except Exception as exc:  # noqa: BLE001 — Typer's (vendored) click exceptions, by their interface
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `hevar` alone: the help, as before
+                err.print(exc.format_message(), markup=False, highlight=False)
+                code = EXIT_USAGE
+            else:
+                message = " ".join(exc.format_message().split()).rstrip(".")
+                where = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+                err.print(f"Error: {message}.{where}", markup=False, highlight=False, soft_wrap=True)
+                code = exc.exit_code if ctx is None else EXIT_USAGE
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     help="hevar: how signals and gradients propagate through deep networks at initialization, "
@@ -26,6 +70,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    cls=_OneLineErrors,
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -33,17 +78,45 @@ MAX_LAYER_ROWS = 50  # per-layer rows `hevar theory` prints; the rest are elided
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a UsageError into one line on stderr and exit code 2 (programming errors still raise)."""
+    """The one error path of every command: one line on stderr and a documented exit code (README,
+    "Exit codes"). UsageError → 2; Fault and OSError (disk, I/O) → 3; Ctrl-C → 130; anything else is
+    a bug → 1. A traceback only with ``--debug`` or ``HEVAR_DEBUG=1``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        restore = watch_interrupts()  # so that a user function's own KeyboardInterrupt is told apart
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
         except UsageError as exc:
-            err.print(f"Error: {exc}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
+            if _debug():
+                raise
+            _fail(f"Error: {exc}", EXIT_USAGE)
+        except KeyboardInterrupt:
+            _fail("Interrupted.", EXIT_INTERRUPTED)
+        except (Fault, OSError, MemoryError) as exc:
+            if _debug():
+                raise
+            if isinstance(exc, OSError):
+                exc = store.io_fault(exc, getattr(exc, "filename", None) or "a file", "read or write")
+            elif isinstance(exc, MemoryError):
+                exc = Fault("Out of memory (MemoryError). Try a smaller --batch, --width or --depth, or fewer --jobs.")
+            _fail(f"Error: {exc}", EXIT_FAULT)
+        except Exception as exc:  # noqa: BLE001 — a bug in hevar: one line, the traceback on request
+            if _debug():
+                raise
+            _fail(f"Internal error: {_one_line(exc)}. This is a bug in hevar; rerun with --debug (or {DEBUG_ENV}=1) "
+                  "for the traceback and report it.", EXIT_BUG)
+        finally:
+            restore()
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message[:300]}" if message else type(exc).__name__
 
 
 @app.command()
@@ -126,7 +199,10 @@ def sweep(
     try:
         try:
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, option="resume" if resume is not None else "out")
+        except BaseException:
+            progress.live.transient = True  # the message is the last word, not a half-filled bar
+            raise
         finally:
             progress.stop()
     except runner.Interrupted as stop:
@@ -134,8 +210,11 @@ def sweep(
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
     _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
+    for file, problem in outcome.damaged:
+        err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
+                  highlight=False, soft_wrap=True)
     if do_plot:
-        _render(run_dir, formats)
+        _render(run_dir, formats, after_sweep=True)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
@@ -225,10 +304,23 @@ def _print_crossings(rows: list[dict], varying) -> None:
               + "\n  ".join(lines), markup=False, highlight=False)
 
 
-def _render(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+def _render(run_dir: Path, formats: tuple[str, ...] = ("png",), after_sweep: bool = False) -> list[Path]:
+    """Draw the figures; a failure or Ctrl-C while drawing says what is kept and how to draw them again."""
     from hevar.views import figures
 
-    paths = figures.render_run(run_dir, formats)
+    again = (f"The results are complete in {run_dir}; draw the figures with: hevar plot {shlex.quote(str(run_dir))}"
+             if after_sweep else f"Draw them again with: hevar plot {shlex.quote(str(run_dir))}")
+    try:
+        store.check_plots_dir(run_dir)
+        paths = figures.render_run(run_dir, formats)
+    except KeyboardInterrupt:
+        drawn = sorted(p.name for p in (Path(run_dir) / "plots").glob("*.*")) if Path(run_dir).is_dir() else []
+        _fail(f"Interrupted while drawing the figures ({len(drawn)} in {Path(run_dir) / 'plots'}, each one whole). "
+              f"{again}", EXIT_INTERRUPTED)
+    except (UsageError, Fault) as exc:
+        if not after_sweep:
+            raise
+        raise exc.amended(again + " once that is fixed.") from None
     for p in paths:
         out.print(f"  figure: {p}", markup=False, highlight=False)
     return paths
@@ -402,11 +494,20 @@ def _num(x: float | None) -> str:
 
 
 @app.callback(invoke_without_command=True)
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of a fault or bug (or set {DEBUG_ENV}=1); "
+                                     "also accepted after the command.")) -> None:
+    global _debug_flag
+    _debug_flag = debug
     if version:
         out.print(f"hevar {__version__}")
         raise typer.Exit()
 
 
-def main() -> None:  # console-script entry point
-    app()
+def main(argv: list[str] | None = None) -> None:  # console-script entry point
+    """``hevar``: ``--debug`` is taken anywhere before a ``--``, not only before the command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    head = args[:args.index("--")] if "--" in args else args
+    if "--debug" in head[1:]:  # after the command: move it before, where the app's callback takes it
+        args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
+    app(args=args)
