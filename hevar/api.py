@@ -45,7 +45,8 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
           width: int | Sequence[int] | None = None, widths: str | Sequence[int] | None = None,
           sigma_w2: Grid = None, sigma_b2: Grid = None, seeds: int | None = None, batch: int | None = None,
           seed: int | None = None, dtype: str | None = None, mode: str | Sequence[str] | None = None,
-          dist: str | Sequence[str] | None = None, config: str | Path | None = None, out: str | Path | None = None,
+          dist: str | Sequence[str] | None = None, arch: str | None = None, branch_scale: str | float | None = None,
+          config: str | Path | None = None, out: str | Path | None = None,
           resume: bool = False, plot: bool = False, jobs: int | None = None, scheduler: str | None = None) -> Run:
     """Run a sweep, as ``hevar sweep`` does, and return its :class:`~hevar.results.run.Run`.
 
@@ -60,23 +61,23 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
 
     acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
     flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, batch=batch,
-                 seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
+                 seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist, arch=arch, branch_scale=branch_scale)
     preset = read_preset(Path(config)) if config is not None else {}
     cfg = build_config(flags, preset)
     run_dir = Path(out) if out is not None else (Path(preset["out"]) if "out" in preset else None)
     if resume and run_dir is None:
         raise UsageError("The 'resume' parameter needs the run folder as 'out'. Got resume=True and no out instead.",
                          param="resume")
-    given = any(v is not None and k in SweepConfig().to_dict() for k, v in {**preset, **flags}.items())
+    given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
     if scheduler is None:
         resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
     outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor)
     if plot and run_dir is not None:
-        from hevar.views import plots
+        from hevar.views import figures
 
-        plots.render_run(run_dir)
+        figures.render_run(run_dir)
     return Run.from_tables(outcome.tables, outcome.manifest, run_dir)
 
 

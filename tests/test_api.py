@@ -38,7 +38,7 @@ def test_load_of_a_cli_run_equals_the_in_memory_run(tmp_path):
     result = CliRunner().invoke(app, ["sweep", *SMALL_FLAGS, "--out", str(folder), "--no-plot"])
     assert result.exit_code == 0, result.output
     loaded, memory = hevar.load(folder), hevar.sweep(**SMALL)
-    for name in ("layers", "summary", "theory", "seeds"):
+    for name in ("layers", "summary", "theory", "seeds", "crossings"):
         pd.testing.assert_frame_equal(getattr(loaded, name), getattr(memory, name))
     assert loaded.manifest["config"] == memory.manifest["config"] and loaded.path == folder
 

@@ -103,7 +103,7 @@ def test_summary_fits_80_columns_with_every_key_varying(monkeypatch):
     cli._print_summary(rows)
     text = buffer.getvalue()
     assert "…" not in text and max(map(cell_len, text.splitlines())) <= 80, text
-    assert "1.012" in text and "0.012" in text and "4.000" in text and "leaky_relu:0.2" in text and "256" in text
+    assert "1.012" in text and "0.025" in text and "4.000" in text and "leaky_relu:0.2" in text and "256" in text
     assert "overflow" in text and "uniform" in text
 
 

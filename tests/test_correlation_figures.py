@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from hevar.meanfield import correlations as cr, spectrum as sp
 from hevar.meanfield.activations import parse_activation
-from hevar.views import correlation_figures as cf
+from hevar.views.figures import correlations as cf
 
 
 def _axes():

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hevar.meanfield import fluctuations
-from hevar.views import plots
+from hevar.views import figures
 from hevar.results import store
 from hevar.meanfield.activations import parse_activation
 from hevar.views.cli import app
@@ -242,13 +242,13 @@ def test_thm11_ratio_is_one_in_expectation_for_a_linear_net():
 
 
 def test_figures_render(small_run):
-    written = {p.name: p for p in plots.render_run(small_run)}
+    written = {p.name: p for p in figures.render_run(small_run)}
     for name in ("seed_spread.png", "thm11.png"):
         assert written[name].read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_spread_figure_needs_three_seeds(small_run):
     layers, summary, _ = store.read_run(small_run)
-    assert plots._figure_seed_spread(layers, summary) is not None
+    assert figures.finite_width._figure_seed_spread(layers, summary) is not None
     layers = dict(layers, n_seeds=np.full_like(layers["n_seeds"], 2.0))
-    assert plots._figure_seed_spread(layers, summary) is None
+    assert figures.finite_width._figure_seed_spread(layers, summary) is None

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from hevar.views import plots
-from hevar.results import store
+from hevar.views import figures
+from hevar.results import crossings, store
 from hevar.errors import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,6 +66,7 @@ def _relu_rows(depth: int, s: float, rng: np.random.Generator, status: str = "ok
             log10_grad_norm2_theory=theory + grad,
         ))
     ok = status == "ok"
+    _relu_rows.ln_seeds = ln_seeds  # the per-seed values, for the fixture's crossings.csv
     summary = dict(
         activation="relu", depth=depth, width=WIDTH, sigma_w2=s / WIDTH, sigma_w2_n=s, sigma_b2=0.0,
         n_seeds=N_SEEDS,
@@ -84,15 +85,26 @@ def write_relu_run(run_dir: Path, depths=(10, 60, 250), swept=SWEPT, seed: int =
     """A synthetic ReLU run folder; ``broken`` maps (depth, σ_w²·N) to a non-ok status."""
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    layer_rows, summary_rows = [], []
+    layer_rows, summary_rows, crossing_rows = [], [], []
     for depth in depths:
+        per_seed, curve = [], []
         for s in swept:
             status = (broken or {}).get((depth, s), "ok")
             rows, summary = _relu_rows(depth, s, rng, status)
-            layer_rows += rows
+            summary.update(curve_id=f"relu-{depth}", config_id=f"relu-{depth}-{s}")
+            layer_rows += [dict(r, config_id=summary["config_id"]) for r in rows]
             summary_rows.append(summary)
+            curve.append(summary)
+            per_seed.append(_relu_rows.ln_seeds)
+        key = dict(curve_id=f"relu-{depth}", activation="relu", depth=depth, width=WIDTH, widths=f"constant:{WIDTH}",
+                   mode="fan_in", dist="normal", sigma_b2=0.0, sigma_w2_n_crit=2.0, critical_kind="homogeneous")
+        crossing_rows.append(crossings.crossing(
+            key, swept, [r["chi_hat"] for r in curve], [r["chi_hat_se"] for r in curve], [s / 2 for s in swept],
+            layers=np.arange(1, depth + 1, dtype=float), log_q_tilde=np.stack(per_seed),
+            theory_chi=lambda v: v / 2, jump_chi=lambda v: v / 2, rng=np.random.default_rng(depth)))
     store.write_csv(run_dir / "layers.csv", store.LAYER_COLUMNS, layer_rows)
     store.write_csv(run_dir / "summary.csv", store.SUMMARY_COLUMNS, summary_rows)
+    store.write_csv(run_dir / "crossings.csv", store.CROSSING_COLUMNS, crossing_rows)
     if theory:
         grid = np.linspace(0.05, 5.0, 400)
         store.write_csv(run_dir / "theory.csv", store.THEORY_COLUMNS,
@@ -118,9 +130,9 @@ def _assert_png(path: Path, min_px: tuple[int, int] = (600, 400)) -> None:
 
 
 def test_render_run_writes_every_figure(relu_run):
-    written = plots.render_run(relu_run)
+    written = figures.render_run(relu_run)
     names = [p.name for p in written]
-    assert names == ["q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png"]
+    assert names == ["q.png", "q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png"]
     for path in written:
         assert path.parent == relu_run / "plots"
         _assert_png(path)
@@ -129,7 +141,7 @@ def test_render_run_writes_every_figure(relu_run):
 
 def test_render_run_skips_the_depth_map_for_one_depth(tmp_path):
     run = write_relu_run(tmp_path / "run", depths=(30,))
-    names = [p.name for p in plots.render_run(run)]
+    names = [p.name for p in figures.render_run(run)]
     assert "depth_map.png" not in names
     assert {"q_tilde.png", "grad_norm.png", "stability.png"} <= set(names)
 
@@ -141,17 +153,17 @@ def test_render_run_survives_overflow_and_missing_theory(tmp_path):
     layers, summary, theory = store.read_run(run)
     assert theory is None
     assert np.isnan(layers["q_tilde"]).any() and np.isfinite(layers["log10_q_tilde"]).any()
-    written = plots.render_run(run)
-    assert [p.name for p in written] == ["q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png"]
+    written = figures.render_run(run)
+    assert [p.name for p in written] == ["q.png", "q_tilde.png", "grad_norm.png", "stability.png", "depth_map.png"]
     for path in written:
         _assert_png(path)
 
 
 def test_render_run_overwrites_in_place(tmp_path):
     run = write_relu_run(tmp_path / "run", depths=(8,), swept=(1.0, 2.0, 3.0))
-    first = plots.render_run(run)
+    first = figures.render_run(run)
     (run / "plots" / "q_tilde.png").write_bytes(b"stale")
-    second = plots.render_run(run)
+    second = figures.render_run(run)
     assert first == second
     _assert_png(run / "plots" / "q_tilde.png")
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(p.name for p in first)
@@ -175,74 +187,50 @@ def test_damaged_run_raises_usage_error(tmp_path, damage, message):
     run = write_relu_run(tmp_path / "run", depths=(8,), swept=(1.0, 2.0, 3.0))
     damage(run)
     with pytest.raises(UsageError, match=message):
-        plots.render_run(run)
+        figures.render_run(run)
     assert not (run / "plots").exists() or not any((run / "plots").iterdir())
 
 
 def test_not_a_folder_raises_usage_error(tmp_path):
     with pytest.raises(UsageError, match="run folder"):
-        plots.render_run(tmp_path / "nowhere")
+        figures.render_run(tmp_path / "nowhere")
 
 
-# --- the empirical crossing (pure) -----------------------------------------------------------------
+# --- a theory curve's crossing (pure) --------------------------------------------------------------
 
 
 def test_crossing_of_a_straight_line_is_exact():
     s = np.array([1.0, 1.5, 2.5, 3.0])
-    crossing = plots.empirical_crossing(s, s / 2, np.full(4, 0.01))
-    assert crossing is not None
-    assert crossing.sigma_w2_n == pytest.approx(2.0, abs=1e-12)
-    assert crossing.bracket == (1.5, 2.5)
+    assert figures.interpolate_crossing(s, s / 2) == pytest.approx(2.0, abs=1e-12)
 
 
 def test_crossing_ignores_order_and_nan():
     s = np.array([3.0, np.nan, 1.0, 2.4, 1.2])
     chi = np.array([1.5, 1.0, 0.5, 1.2, np.nan])
-    crossing = plots.empirical_crossing(s, chi)
-    assert crossing.sigma_w2_n == pytest.approx(2.0)
-    assert crossing.bracket == (1.0, 2.4)
-    assert math.isnan(crossing.se)
+    assert figures.interpolate_crossing(s, chi) == pytest.approx(2.0)
 
 
 def test_crossing_at_a_swept_point_and_none_outside_the_range():
-    assert plots.empirical_crossing([1.0, 2.0, 3.0], [0.5, 1.0, 1.5]).sigma_w2_n == pytest.approx(2.0)
-    assert plots.empirical_crossing([1.0, 1.5], [0.5, 0.75]) is None
-    assert plots.empirical_crossing([], []) is None
+    assert figures.interpolate_crossing([1.0, 2.0, 3.0], [0.5, 1.0, 1.5]) == pytest.approx(2.0)
+    assert math.isnan(figures.interpolate_crossing([1.0, 1.5], [0.5, 0.75]))
+    assert math.isnan(figures.interpolate_crossing([], []))
 
 
 def test_crossing_picks_the_one_nearest_the_hint():
     s = [1.0, 2.0, 3.0, 4.0]
     chi = [0.8, 1.2, 0.9, 1.1]  # three crossings: 1.5, 2.667, 3.5
-    assert plots.empirical_crossing(s, chi).sigma_w2_n == pytest.approx(1.5)
-    assert plots.empirical_crossing(s, chi, near=3.4).sigma_w2_n == pytest.approx(3.5)
+    assert figures.interpolate_crossing(s, chi) == pytest.approx(1.5)
+    assert figures.interpolate_crossing(s, chi, near=3.4) == pytest.approx(3.5)
 
 
-def test_crossing_se_matches_monte_carlo():
-    """The delta-method se equals the spread of the interpolated crossing under resampled χ̂."""
-    s = np.array([1.8, 2.3])
-    chi = np.array([0.9, 1.15])
-    se = np.array([0.01, 0.02])
-    rng = np.random.default_rng(1)
-    for rho in (0.0, 1.0):
-        z0 = rng.standard_normal(200_000)
-        z1 = rho * z0 + math.sqrt(1 - rho**2) * rng.standard_normal(200_000)
-        ca, cb = chi[0] + se[0] * z0, chi[1] + se[1] * z1
-        draws = s[0] + (1 - ca) * (s[1] - s[0]) / (cb - ca)
-        predicted = plots.empirical_crossing(s, chi, se, correlation=rho)
-        assert predicted.se == pytest.approx(draws.std(), rel=0.03)
-    independent = plots.empirical_crossing(s, chi, se, correlation=0.0).se
-    assert plots.empirical_crossing(s, chi, se).se > independent  # the default (ρ = 1) is the wider one
-
-
-def test_crossing_of_the_synthetic_relu_run_is_two(relu_run):
-    _, summary, _ = store.read_run(relu_run)
-    for depth in np.unique(summary["depth"]):
-        rows = summary["depth"] == depth
-        crossing = plots.empirical_crossing(summary["sigma_w2_n"][rows], summary["chi_hat"][rows],
-                                            summary["chi_hat_se"][rows], near=2.0)
-        assert crossing is not None
-        assert 0 < crossing.se < 0.05
-        assert crossing.sigma_w2_n == pytest.approx(2.0, abs=max(3 * crossing.se, 0.01)), depth
+def test_chi1_is_broken_where_it_jumps_and_continuous_elsewhere():
+    s = np.linspace(1.5, 3.0, 61)
+    chi = np.where(s < 2.055, 0.4 * s, 0.5 * s)  # smooth, then a jump of 0.2 at 2.055
+    q = np.where(s < 2.055, 0.4, np.inf)
+    xs, ys = figures.chi1_with_breaks(s, chi, q)
+    assert np.isnan(ys).sum() == 1 and xs[np.flatnonzero(np.isnan(ys))[0] - 1] < 2.055 < xs[np.flatnonzero(np.isnan(ys))[0] + 1]
+    xs, ys = figures.chi1_with_breaks(s, 0.4 * s, np.full_like(s, 0.4))
+    assert not np.isnan(ys).any()
 
 
 # --- axes-level functions on a bare Figure -----------------------------------------------------------
@@ -264,14 +252,14 @@ def _facet(table, **key):
 def test_trace_plot_emphasises_and_labels_the_critical_curve(relu_run):
     layers, summary, _ = store.read_run(relu_run)
     ax = Figure().subplots()
-    artists = plots.plot_layer_traces(ax, _facet(layers, depth=60), _facet(summary, depth=60))
+    artists = figures.plot_layer_traces(ax, _facet(layers, depth=60), _facet(summary, depth=60))
     assert artists
     widths = sorted(line.get_linewidth() for line in ax.get_lines() if line.get_linestyle() == "-")
     assert widths[-1] > 1.5 * widths[0]  # one curve, and only one, is thick
     assert sum(w == widths[-1] for w in widths) == 1
     labels = _texts(ax)
     assert any("2/N" in t and "critical" in t for t in labels), labels
-    assert ax.get_xlabel() == plots.LAYER_LABEL
+    assert ax.get_xlabel() == figures.LAYER_LABEL
 
 
 def test_trace_plot_names_a_non_relu_critical_value(relu_run):
@@ -280,7 +268,7 @@ def test_trace_plot_names_a_non_relu_critical_value(relu_run):
     layers["activation"] = np.full(len(layers["depth"]), "leaky_relu:0.2", dtype=object)
     summary["sigma_w2_n_crit"] = np.full(len(summary["depth"]), 1.9)
     ax = Figure().subplots()
-    plots.plot_layer_traces(ax, layers, summary)
+    figures.plot_layer_traces(ax, layers, summary)
     assert any("1.9" in t and "critical" in t for t in _texts(ax)), _texts(ax)
     assert not any("2/N" in t for t in _texts(ax))
 
@@ -288,28 +276,30 @@ def test_trace_plot_names_a_non_relu_critical_value(relu_run):
 def test_stability_plot_marks_theory_and_measured_crossing_at_two(relu_run):
     _, summary, theory = store.read_run(relu_run)
     ax = Figure().subplots()
-    plots.plot_stability(ax, _facet(summary, depth=250), theory)
+    figures.plot_stability(ax, _facet(summary, depth=250), theory, store.read_crossings(relu_run))
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("2 s.e." in t for t in legend), legend
+    assert any("2\\,$s.e." in t for t in legend), legend  # one convention, and it is named
     vertical = [line for line in ax.get_lines() if np.ptp(line.get_xdata()) == 0 and len(line.get_xdata()) == 2]
     assert any(line.get_xdata()[0] == 2.0 for line in vertical)
     crossing = next(t for t in legend if "= 1$ at" in t)
-    value, plus_minus = crossing.split(" = ")[-1].split(" (")[0].split(" ± ")
-    assert float(value) == pytest.approx(2.0, abs=float(plus_minus) + 0.01), crossing
-    assert 0 < float(plus_minus) < 0.05
+    value, interval = crossing.split(" = ")[-1].split(" (")[0].split(" [")
+    lo, hi = (float(v) for v in interval.rstrip("]").split(", "))
+    assert lo <= 2.0 <= hi and lo <= float(value) <= hi and 0 < hi - lo < 0.1, crossing
 
 
-def test_stability_plot_falls_back_to_summary_chi1(relu_run):
+def test_stability_plot_without_theory_or_crossings_draws_each_series_theory(relu_run):
     _, summary, _ = store.read_run(relu_run)
     ax = Figure().subplots()
-    plots.plot_stability(ax, _facet(summary, depth=10), None)
-    assert any("swept points" in t.get_text() for t in ax.get_legend().get_texts())
+    figures.plot_stability(ax, _facet(summary, depth=10), None)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("theory at this depth" in t for t in legend) and not any("= 1$ at" in t for t in legend), legend
+    assert not any("L \\to" in t for t in legend)  # no χ₁ curve was drawn, so none is listed
 
 
 def test_depth_map_is_centred_at_zero(relu_run):
     _, summary, _ = store.read_run(relu_run)
     ax = Figure().subplots()
-    artists = plots.plot_depth_map(ax, summary)
+    artists = figures.plot_depth_map(ax, summary)
     mesh = artists[0]
     norm = mesh.norm
     assert norm.vmin == pytest.approx(-norm.vmax)
@@ -322,35 +312,36 @@ def test_depth_map_is_centred_at_zero(relu_run):
 
 
 def test_critical_label():
-    assert plots.critical_label("relu", 2.0) == r"$\sigma_w^2 = 2/N$ (critical)"
-    assert "1.76" in plots.critical_label("tanh", 1.7601)
-    assert plots.closest_swept([1.0, 1.75, 2.0], 1.76) == 1.75
-    assert plots.closest_swept([1.0, 1.5, 2.0], 1.76) is None
+    assert figures.critical_label("relu", 2.0) == r"$\sigma_w^2 = 2/N$ (critical)"
+    assert "1.76" in figures.critical_label("tanh", 1.7601)
+    assert figures.closest_swept([1.0, 1.75, 2.0], 1.76) == 1.75
+    assert figures.closest_swept([1.0, 1.5, 2.0], 1.76) is None
 
 
 def test_trace_plot_lists_configurations_that_are_not_ok(tmp_path):
     run = write_relu_run(tmp_path / "run", depths=(40,), swept=(1.0, 2.0, 3.0), broken={(40, 3.0): "overflow at layer 37"})
     layers, summary, _ = store.read_run(run)
     ax = Figure().subplots()
-    plots.plot_layer_traces(ax, layers, summary)
+    figures.plot_layer_traces(ax, layers, summary)
     assert any("overflow at layer 37" in t for t in _texts(ax)), _texts(ax)
     ax = Figure().subplots()
-    plots.plot_stability(ax, summary)
+    figures.plot_stability(ax, summary)
     assert any("overflow at layer 37" in t for t in _texts(ax)), _texts(ax)
 
 
 def test_stability_plot_zooms_only_when_the_crossing_is_too_fine_to_read(relu_run):
     _, summary, theory = store.read_run(relu_run)
     ax = Figure().subplots()
-    plots.plot_stability(ax, _facet(summary, depth=250), theory)
+    table = store.read_crossings(relu_run)
+    figures.plot_stability(ax, _facet(summary, depth=250), theory, table)
     assert len(ax.child_axes) == 1
     inset = ax.child_axes[0]
     lo, hi = inset.get_xlim()
     assert lo < 2.0 < hi and hi - lo < 0.25 * (max(SWEPT) - min(SWEPT))
-    coarse = _facet(summary, depth=250)
-    coarse["chi_hat_se"] = coarse["chi_hat_se"] * 30  # error bars wide enough to read unmagnified
+    wide = dict(table, sigma_w2_n_cross_lo=table["sigma_w2_n_cross_lo"] - 0.3,
+                sigma_w2_n_cross_hi=table["sigma_w2_n_cross_hi"] + 0.3)  # an interval that reads unmagnified
     ax = Figure().subplots()
-    plots.plot_stability(ax, coarse, theory)
+    figures.plot_stability(ax, _facet(summary, depth=250), theory, wide)
     assert not ax.child_axes
 
 
@@ -359,6 +350,6 @@ def test_an_empty_run_renders_nothing(tmp_path):
     run.mkdir()
     store.write_csv(run / "layers.csv", store.LAYER_COLUMNS, [])
     store.write_csv(run / "summary.csv", store.SUMMARY_COLUMNS, [])
-    assert plots.render_run(run) == []
-    for plot in (plots.plot_stability, plots.plot_depth_map):
+    assert figures.render_run(run) == []
+    for plot in (figures.plot_stability, figures.plot_depth_map):
         assert plot(Figure().subplots(), store.read_run(run)[1]) == []

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from hevar.engine import init
-from hevar.views import plots
+from hevar.views import figures
 from hevar.results import store
 from hevar.experiments import sweep
 from hevar.meanfield.activations import parse_activation
@@ -84,8 +84,9 @@ def test_theory_columns_on_a_three_layer_profile_by_hand():
         assert top == pytest.approx(rows[(mode, 3)]["q_tilde"], rel=1e-12)  # anchored at the measured q̃ᴸ
         for l in (1, 2, 3):
             r = rows[(mode, l)]
-            assert r["width"] == N[l] and r["widths"] == "12,6,3,9" and r["depth"] == 3
-            assert r["sigma_w2"] == pytest.approx(h["sigma"][l - 1], rel=1e-12)
+            assert r["layer_width"] == N[l] and r["widths"] == "12,6,3,9" and r["depth"] == 3
+            assert r["layer_sigma_w2"] == pytest.approx(h["sigma"][l - 1], rel=1e-12)
+            assert r["width"] == N[0] and r["sigma_w2"] == pytest.approx(h["sigma"][0], rel=1e-12)  # as in summary
             assert r["q_theory"] == pytest.approx(h["q"][l - 1], rel=1e-12)
             assert r["q_tilde_theory"] / top == pytest.approx(h["qt_ratio"][l - 1], rel=1e-12)
             v_prev = 1.0 if l == 1 else h["q"][l - 2] / 2  # E[φ(z^{l-1})²]
@@ -117,7 +118,7 @@ def _trace(layers, mode, column):
 def test_he2015_fan_out_flattens_the_backward_pass_and_fan_in_the_forward_one(pyramid):
     _, layers, _ = pyramid
     N = init.layer_widths("pyramid:1024:64", 8)
-    np.testing.assert_array_equal(_trace(layers, "fan_in", "width"), N[1:])
+    np.testing.assert_array_equal(_trace(layers, "fan_in", "layer_width"), N[1:])
     drift_backward = math.log10(N[8] / N[1])  # fan_in: q̃¹/q̃ᴸ = ∏ N_{l+1}/N_l = N_L/N_1
     drift_forward = math.log10(N[1] / N[8])  # fan_out: qᴸ/q¹ = ∏ N_{l-1}/N_l = N_1/N_L
     assert drift_backward < -1.0  # 64/725: far outside any seed spread below
@@ -151,14 +152,14 @@ def test_profile_columns_and_the_fan_modes_figure(pyramid):
     np.testing.assert_allclose(summary["weight_var_realised_ratio"], 1.0, atol=0.02)
     fig = Figure()
     ax = fig.subplots()
-    artists = plots.plot_mode_traces(ax, layers, "q_tilde", sigma_w2_n=2.0)
+    artists = figures.plot_mode_traces(ax, layers, "q_tilde", sigma_w2_n=2.0)
     labels = [a.get_label() for a in artists if a.get_label() in ("fan-in", "fan-out")]
     assert labels == ["fan-in", "fan-out"]
     assert len(ax.lines) == 4  # measured + theory per mode
-    written = plots.render_run(out)
+    written = figures.render_run(out)
     assert out / "plots" / "fan_modes.png" in written
     # A plain constant-width, single-mode run draws no fan-mode figure.
-    assert plots._figure_fan_modes({k: v[layers["mode"] == "fan_in"] for k, v in layers.items()} | {
+    assert figures.finite_width._figure_fan_modes({k: v[layers["mode"] == "fan_in"] for k, v in layers.items()} | {
         "widths": np.full((layers["mode"] == "fan_in").sum(), "constant:1024", dtype=object)}, summary) is None
 
 

@@ -372,14 +372,19 @@ def test_memory_limit_is_read_from_the_machine_when_not_set(monkeypatch):
 # --- programming errors are not user errors ------------------------------------------------------------
 
 
-def test_a_programming_error_still_raises(cwd, monkeypatch):
+def test_a_programming_error_is_one_line_and_raises_only_with_debug(cwd, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not bad input")
 
     monkeypatch.setattr(cli, "build_config", broken)
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     result = _invoke(["sweep", "--no-plot"], cwd)
-    assert isinstance(result.exception, ZeroDivisionError)
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [
+        "Internal error: ZeroDivisionError: a bug, not bad input. This is a bug in hevar; rerun with --debug (or "
+        "HEVAR_DEBUG=1) for the traceback and report it."]
+    result = _invoke(["sweep", "--no-plot"], cwd, env={cli.DEBUG_ENV: "1"})
+    assert isinstance(result.exception, ZeroDivisionError) and result.exit_code == 1
 
 
 # --- property-based: the grid parser -------------------------------------------------------------------

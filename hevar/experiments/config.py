@@ -8,6 +8,7 @@ Every bad value raises :class:`~hevar.errors.UsageError` with one message format
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import difflib
 import math
@@ -45,19 +46,29 @@ class SweepConfig:
     widths: str = ""  # width profile N_0..N_L (hevar.engine.init.parse_widths); "" = constant widths from `width`
     mode: tuple[str, ...] = ("fan_in",)  # fan modes: σ_{w,l}² = σ_w²·N / N_fan(l) (hevar.engine.init.MODES)
     dist: tuple[str, ...] = ("normal",)  # weight distributions (hevar.engine.init.DISTS)
+    arch: str = "mlp"  # architecture spec, canonical (hevar.blocks.network): the block type of layers 2..L
+    branch_scale: str = "1"  # residual branch scale α, a number or an expression in L ("1/sqrt(L)"), dimensionless
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if self.widths:  # `width` then only mirrors N_0; leaving it out keeps the dict a valid input
             del d["width"]
+        for key in ("arch", "branch_scale"):  # recorded only when set: older manifests stay the same
+            if d[key] == getattr(SweepConfig, key):
+                del d[key]
         return d
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every field name (``to_dict`` leaves out the ones at their defaults that older manifests lack)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
 
 
 # Option name as the user writes it → field name.
 OPTION_NAMES = {
     "act": "act", "depth": "depth", "width": "width", "sigma-w2": "sigma_w2", "sigma-b2": "sigma_b2",
     "seeds": "seeds", "batch": "batch", "seed": "seed", "dtype": "dtype",
-    "widths": "widths", "mode": "mode", "dist": "dist",
+    "widths": "widths", "mode": "mode", "dist": "dist", "arch": "arch", "branch-scale": "branch_scale",
 }
 # Keys a preset may hold besides the sweep's own (they configure the run, not the science).
 RUN_KEYS = ("out", "plot")
@@ -247,7 +258,7 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
     dtype = str(v["dtype"]).strip().lower()
     if dtype not in DTYPES:
         raise _bad("dtype", f"one of {', '.join(DTYPES)}", v["dtype"])
-    return SweepConfig(
+    cfg = SweepConfig(
         act=_acts(v["act"]),
         depth=parse_grid("depth", v["depth"], int, 1, MAX_DEPTH + 1),
         width=parse_grid("width", v["width"], int, 1, 100_001),
@@ -261,6 +272,29 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
         mode=_choices("mode", v["mode"], init.MODES),
         dist=_choices("dist", v["dist"], init.DISTS),
     )
+    arch, branch_scale = _arch(v, cfg.depth)
+    return dataclasses.replace(cfg, arch=arch, branch_scale=branch_scale)
+
+
+def _arch(v: Mapping[str, Any], depths: tuple[int, ...]) -> tuple[str, str]:
+    """The canonical (arch, branch_scale); a residual stack needs N_1 = ... = N_L, and a branch
+    scale other than 1 needs a residual stack."""
+    from hevar.blocks import network
+
+    spec = network.parse_arch(v.get("arch", SweepConfig.arch))
+    raw_scale = v.get("branch_scale", SweepConfig.branch_scale)
+    scale = network.parse_branch_scale(raw_scale, depths)
+    if not spec.residual and scale != SweepConfig.branch_scale:
+        raise _bad("branch-scale", f"left out (or 1) for --arch {spec.text}, which has no residual branch",
+                   raw_scale if isinstance(raw_scale, str) else str(raw_scale))
+    profile = str(v.get("widths") or "")
+    if spec.residual and profile:
+        for d in depths:
+            widths = init.layer_widths(profile, d)
+            if len(set(widths[1:])) > 1:
+                raise _bad("widths", f"equal from N_1 on for --arch {spec.text} (a residual block adds its input "
+                           "to its output)", profile)
+    return spec.text, scale
 
 
 class Preset(dict):
@@ -318,7 +352,7 @@ def build_config(flags: Mapping[str, Any], preset: Mapping[str, Any] | None = No
 
     A bad value that came from a preset read by :func:`read_preset` is reported with its file.
     """
-    values = SweepConfig().to_dict()
+    values = {**asdict(SweepConfig()), **SweepConfig().to_dict()}
     from_preset: set[str] = set()
     origin: dict[str, str] = {}
     for source in (preset or {}, flags):

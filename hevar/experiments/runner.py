@@ -8,6 +8,7 @@ rows, written to files only where a run folder is given (through :mod:`hevar.res
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from hevar import __version__
-from hevar.errors import UsageError
+from hevar.errors import Fault, UsageError
 from hevar.experiments import sweep
 from hevar.experiments.config import SweepConfig, build_config
 from hevar.results import store
@@ -39,6 +40,7 @@ class Outcome:
     manifest: dict[str, Any]
     run_dir: Path | None = None
     computed: list[str] = field(default_factory=list)  # task keys this call computed (not loaded)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (point file, what was wrong): recomputed
 
 
 class Interrupted(Exception):
@@ -57,7 +59,7 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
     is refused rather than mixed.
     """
     name = "resume" if resume else "out"
-    manifest = store.read_manifest(run_dir) if run_dir is not None and Path(run_dir).exists() else None
+    manifest = store.read_manifest(run_dir) if run_dir is not None else None
     if resume and manifest is None:
         raise UsageError(f"The 'resume' parameter must be a hevar run folder with a manifest.json. Got '{run_dir}' "
                          "instead.", param="resume")
@@ -106,41 +108,50 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
     """Every table's rows from the tasks' measurements, keyed as :data:`hevar.results.store.TABLES`."""
     layer_rows, summary_rows, theory_rows = sweep.reduce(cfg, results)
     return {"layers": layer_rows, "summary": summary_rows, "theory": theory_rows,
-            "seeds": sweep.seed_rows(cfg, results)}
+            "seeds": sweep.seed_rows(cfg, results), "crossings": sweep.crossing_rows(cfg, results, summary_rows)}
 
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
         executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
-        argv: list[str] | None = None) -> Outcome:
+        argv: list[str] | None = None, option: str = "out") -> Outcome:
     """Run ``cfg`` and return its tables.
 
     With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
     the end and the manifest records each attempt, so an interrupted run resumes where it stopped
-    (pass the folder's ``manifest`` from :func:`reconcile` to continue it). Without ``run_dir``
-    nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`, not yet
-    entered (default: this process). ``on_start(total)`` is called once the executor is ready (a
-    Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after each task.
-    Ctrl-C raises :class:`Interrupted` after the manifest says so.
+    (pass the folder's ``manifest`` from :func:`reconcile` to continue it). The folder is locked
+    (:mod:`hevar.results.lock`) from before the first write to after the last: a second process on
+    it is refused with a :class:`UsageError` naming ``option`` (``out`` or ``resume``), and what
+    another process wrote there between :func:`reconcile` and the lock is checked again. Without
+    ``run_dir`` nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`,
+    not yet entered (default: this process). ``on_start(total)`` is called once the executor is
+    ready (a Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after
+    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so.
     """
     from hevar.experiments.executors import Serial
+    from hevar.results.lock import RunLock
 
     executor = executor or Serial()
     started = now()
     argv = list(sys.argv if argv is None else argv)
-    attempts = list(manifest.get("attempts", [])) if manifest else []
-    if run_dir is not None:  # points carry their attempt: a killed attempt is still credited
-        done_by = sweep.attempt_log(cfg, run_dir)
-        attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
-    attempt = {"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None, "computed": [],
-               "executor": executor.describe()}
-    base = {
-        **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
-        "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
-        "started": manifest["started"] if manifest else started, "finished": None,
-        "attempts": attempts + [attempt],
-    }
     total = len(sweep.plan(cfg))
     saved = 0
+    damaged: list[tuple[str, str]] = []
+    base: dict[str, Any] = {}
+    attempt: dict[str, Any] = {}
+
+    def begin(manifest: Mapping[str, Any] | None) -> None:
+        attempts = list(manifest.get("attempts", [])) if manifest else []
+        if run_dir is not None:  # points carry their attempt: a killed attempt is still credited
+            done_by = sweep.attempt_log(cfg, run_dir)
+            attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
+        attempt.update({"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None,
+                        "computed": [], "executor": executor.describe()})
+        base.update({
+            **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
+            "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
+            "started": manifest["started"] if manifest else started, "finished": None,
+            "attempts": attempts + [attempt],
+        })
 
     def progress(task: sweep.Task, cached: bool) -> None:
         nonlocal saved
@@ -149,26 +160,58 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             on_progress(task, cached)
 
     recorded = False
+    lock = RunLock(run_dir, option) if run_dir is not None else None
     try:
         with executor:  # connects to a Dask scheduler here, before the run folder is touched
             if run_dir is not None:
-                store.prepare_run_dir(run_dir)
+                store.prepare_run_dir(run_dir, option)
+                lock.acquire()
+                if store.read_manifest(run_dir) != (dict(manifest) if manifest else None):
+                    _, manifest = reconcile(cfg, run_dir, resume=option == "resume", given=True)
+                store.remove_leftovers(run_dir)  # temporary files of writes a killed run left behind
+            begin(manifest)
+            if run_dir is not None:
                 store.write_manifest(run_dir, base)
                 recorded = True
             if on_start:
                 on_start(total)
-            results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"])
+            results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"],
+                                              damaged=damaged)
         rows = tables(cfg, results)
         if run_dir is not None:
             store.write_tables(run_dir, rows)
+        attempt.update(finished=now(), computed=computed)
+        manifest_out = dict(base, finished=attempt["finished"])
+        if run_dir is not None:
+            store.write_manifest(run_dir, manifest_out)
     except KeyboardInterrupt:
         if recorded:
             attempt.update(interrupted=now(), computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
             store.write_manifest(run_dir, base)
         raise Interrupted(saved if run_dir is not None else 0, total, run_dir) from None
-    attempt.update(finished=now(), computed=computed)
-    manifest_out = dict(base, finished=attempt["finished"])
-    if run_dir is not None:
-        store.write_manifest(run_dir, manifest_out)
-    return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed)
+    except (UsageError, Fault, OSError, MemoryError) as exc:
+        if not recorded:
+            raise _as_hevar_error(exc) from None
+        try:  # the manifest says how the attempt ended, if the disk still takes it
+            attempt.update(failed=now(), error=str(exc),
+                           computed=sweep.attempt_log(cfg, run_dir).get(attempt["attempt"], []))
+            store.write_manifest(run_dir, base)
+        except (Fault, OSError):
+            pass
+        raise _as_hevar_error(exc).amended(
+            f"{saved} of {total} tasks are saved in {run_dir}. Resume with: hevar sweep --resume "
+            f"{shlex.quote(str(run_dir))}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+    return Outcome(rows, dict(manifest_out, format_version=store.FORMAT_VERSION), run_dir, computed, damaged)
 
+
+def _as_hevar_error(exc: BaseException) -> UsageError | Fault:
+    """An exception from a run as one of hevar's own, with a one-line message."""
+    if isinstance(exc, (UsageError, Fault)):
+        return exc
+    if isinstance(exc, MemoryError):
+        return Fault("Out of memory while running the sweep (MemoryError). Try a smaller --batch, --dtype float32 or "
+                     "fewer --jobs.")
+    return store.io_fault(exc, getattr(exc, "filename", None) or "a file")

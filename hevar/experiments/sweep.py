@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from hevar.meanfield import theory
 from hevar.meanfield.activations import parse_activation
 from hevar.experiments.config import SweepConfig
 from hevar.engine.passes import Measurement, Streams, measure
+from hevar.blocks.network import build as build_network
 
 LN10 = math.log(10.0)
 FIELDS = ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2")
@@ -95,6 +97,11 @@ def grid(config: SweepConfig) -> list[tuple[float, float]]:
     return [(s, b) for s in config.sigma_w2 for b in config.sigma_b2]
 
 
+def network(config: SweepConfig, act, depth: int):
+    """The :class:`hevar.blocks.network.Network` of ``config.arch`` for one activation and depth."""
+    return build_network(getattr(config, "arch", "mlp"), act, depth, getattr(config, "branch_scale", "1"))
+
+
 def run_task(config: SweepConfig, task: Task) -> Measurement:
     """Measure one task. Pure: depends only on ``config`` and ``task``."""
     act = parse_activation(task.act)
@@ -102,13 +109,14 @@ def run_task(config: SweepConfig, task: Task) -> Measurement:
     pairs = grid(config)
     weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, task.mode)) for s, _ in pairs])
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
+    net = network(config, act, task.depth)
     if task.dist != "truncnormal":
         return measure(act, widths, weight_std, bias_std, config.batch,
-                       Streams(config.seed, task.seed_index, task.dist), config.dtype)
-    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task)
+                       Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net)
+    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net)
 
 
-def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task) -> Measurement:
+def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task, net) -> Measurement:
     """PyTorch's truncation at absolute ±2 makes the standard draw depend on σ_{w,l}: configurations
     are measured in groups sharing their per-layer σ_{w,l} (e.g. a σ_b² grid), each group with
     its own draw (the same uniforms, cut at 2/σ_{w,l}), and put back in grid order."""
@@ -117,7 +125,7 @@ def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfi
     for row in dict.fromkeys(map(tuple, weight_std)):
         idx = [k for k in range(K) if tuple(weight_std[k]) == row]
         streams = Streams(config.seed, task.seed_index, "truncnormal", tuple(init.TORCH_TRUNC / np.array(row)))
-        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype)
+        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype, network=net)
         parts.update({k: (m, i) for i, k in enumerate(idx)})
     fields = {f: np.stack([getattr(parts[k][0], f)[parts[k][1]] for k in range(K)]) for f in FIELDS}
     return Measurement(**fields, status=tuple(parts[k][0].status[parts[k][1]] for k in range(K)),
@@ -217,7 +225,8 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
                     logs = {f: stacked[f][:, k, :] for f in FIELDS}
                     rows, summary = _reduce_config(
                         act, depth, width, s, b, logs, [m.status[k] for m in seeds],
-                        widths=widths, profile=profile, mode=mode, dist=dist,
+                        widths=widths, profile=profile, mode=mode, dist=dist, net=network(config, act, depth),
+                        arch=arch_key(config),
                         weight_mean_sq=[None if m.weight_mean_sq is None else m.weight_mean_sq[k] for m in seeds],
                     )
                     add_fluctuation_columns(rows, summary, config, act, widths, b, dist, logs)
@@ -226,28 +235,85 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
     return layer_rows, summary_rows, theory_rows(config)
 
 
+def config_id(key: dict, *, curve: bool = False) -> str:
+    """12 hex digits naming one configuration (``curve``: one stability curve, every σ_w²·N): a
+    SHA-1 of the canonical JSON of what defines it. Stable across runs, resumes and machines."""
+    names = ("activation", "depth", "widths", "mode", "dist", "sigma_b2") + (() if curve else ("sigma_w2_n",))
+    names += tuple(k for k in ("arch", "branch_scale") if k in key)  # only when not the plain MLP
+    canonical = json.dumps({k: key[k] for k in names}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+
+def arch_key(config: SweepConfig) -> dict:
+    """The architecture's part of a configuration's identity: empty for the plain MLP (so the ids
+    of every earlier run hold), else its spec and branch scale."""
+    arch, scale = getattr(config, "arch", "mlp"), getattr(config, "branch_scale", "1")
+    return {} if arch == "mlp" else {"arch": arch, "branch_scale": scale}
+
+
 def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, profile: str, mode: str,
-                dist: str) -> tuple[dict, list[dict]]:
+                dist: str, arch: dict | None = None) -> tuple[dict, list[dict]]:
     """Key columns of one configuration: for its summary row, and for each layer's rows.
 
-    With a width profile, `width` is N_0 in the summary and N_l in layer rows, and `sigma_w2` is
-    σ_{w,1}² in the summary and σ_{w,l}² in layer rows (all s/N for constant width and fan_in)."""
+    ``width`` is N_0 and ``sigma_w2`` is σ_{w,1}² in every file (s/N for constant width and
+    fan_in); the per-layer rows add ``layer_width`` = N_l and ``layer_sigma_w2`` = σ_{w,l}²."""
     sigma_w2 = init.layer_sigma_w2(s, np.asarray(widths), mode)
     key = dict(activation=act_name, depth=len(widths) - 1, width=int(widths[0]), sigma_w2=float(sigma_w2[0]),
-               sigma_w2_n=s, sigma_b2=b, widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
-    layers = [dict(key, layer=l, width=int(widths[l]), sigma_w2=float(sigma_w2[l - 1])) for l in range(1, len(widths))]
+               sigma_w2_n=float(s), sigma_b2=float(b), widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
+    ident = dict(key, **(arch or {}))  # the architecture names the configuration without a column of its own
+    key = dict(key, config_id=config_id(ident), curve_id=config_id(ident, curve=True))
+    layers = [dict(key, layer=l, layer_width=int(widths[l]), layer_sigma_w2=float(sigma_w2[l - 1]))
+              for l in range(1, len(widths))]
     return key, layers
+
+
+def chi1_applies(act, s: float, widths, mode: str) -> bool:
+    """Whether the constant-width χ₁ (and the critical σ_w²·N) describe this network: every layer
+    has the same backward gain (for homogeneous φ, G does not depend on q, so that is enough) and,
+    otherwise, the same forward gain. A width profile whose fan mode does not cancel its per-layer
+    gains has no single fixed point; ``chi_theory`` is then the number to use."""
+    s_in, s_out = init.scaled_variances(s, np.asarray(widths), mode)
+    return bool(np.allclose(s_out[:-1], s) and (act.homogeneous or np.allclose(s_in, s)))
+
+
+def theory_logs(net, widths, s: float, b: float, mode: str, log_q_tilde_top: float = 0.0):
+    """Mean-field ln qˡ, ln q̃ˡ (anchored at ``log_q_tilde_top``) and ln E‖∂J/∂Wˡ‖² of one
+    configuration of the network ``net`` (:class:`hevar.blocks.network.Network`), l = 1..L. Past
+    float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the answer —
+    an empty cell — not something to warn about mid-sweep."""
+    widths = np.asarray(widths)
+    s_in, s_out = init.scaled_variances(s, widths, mode)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_q_th = net.log_q_trajectory(s_in, b, widths)
+        log_qt_th = net.log_q_tilde_trajectory(s_in, s_out, b, widths, log_q_th, log_q_tilde_top)
+        log_gn_th = net.log_grad_norm2(widths, log_q_th, log_qt_th, s_in, b)
+    return log_q_th, log_qt_th, log_gn_th
+
+
+def _fit_chi(layers: np.ndarray, log_q_tilde: np.ndarray) -> float:
+    """χ from the slope of ln q̃ˡ over ``layers`` (nan unless every value is finite)."""
+    if len(layers) < 2 or not np.all(np.isfinite(log_q_tilde)):
+        return math.nan
+    return math.exp(-_slope(layers, log_q_tilde))
+
+
+def chi_theory_at(net, widths, s: float, b: float, mode: str) -> float:
+    """``chi_theory``, the finite-depth fit of χ̂ applied to the mean-field trajectory, at any σ_w²·N."""
+    first, last = fit_layers(len(widths) - 1)
+    _, log_qt, _ = theory_logs(net, widths, s, b, mode)
+    return _fit_chi(np.arange(first, last + 1), log_qt[first - 1:last])
 
 
 def _reduce_config(act, depth: int, width: int, s: float, b: float,
                    logs: dict[str, np.ndarray], statuses: list[str], *, widths: tuple[int, ...],
-                   profile: str = "", mode: str = "fan_in", dist: str = "normal",
-                   weight_mean_sq: list | None = None) -> tuple[list[dict], dict]:
+                   profile: str = "", mode: str = "fan_in", dist: str = "normal", net=None,
+                   weight_mean_sq: list | None = None, arch: dict | None = None) -> tuple[list[dict], dict]:
     n_seeds = logs["log_q"].shape[0]
     status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
-    key, layer_keys = config_keys(act.name, widths, s, b, profile, mode, dist)
+    key, layer_keys = config_keys(act.name, widths, s, b, profile, mode, dist, arch)
     widths = np.asarray(widths)
+    net = net if net is not None else build_network("mlp", act, depth)
 
     def reduce_field(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vals = logs[name]
@@ -266,18 +332,9 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
         for a in (*q, *gn):
             a[bad_layer - 1:] = np.nan
 
-    s_in, s_out = init.scaled_variances(s, widths, mode)
-    # χ₁ is a constant-width quantity: with per-layer gains that differ (a width profile whose fan
-    # mode does not cancel them) there is no single fixed point, and chi_theory is the number to use.
-    # (For homogeneous φ, G does not depend on q, so equal backward gains are enough.)
-    uniform = bool(np.allclose(s_out[:-1], s) and (act.homogeneous or np.allclose(s_in, s)))
-    # Past float64 the theory's linear-scale steps give inf (and G(inf) may be nan): that is the
-    # answer — an empty cell — not something to warn about mid-sweep.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        log_q_th = theory.log_q_trajectory(act, s_in, b)
-        top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
-        log_qt_th = theory.log_q_tilde_trajectory(act, s_out, log_q_th, top)
-        log_gn_th = theory.log_grad_norm2(act, widths, log_q_th, log_qt_th)
+    uniform = chi1_applies(act, s, widths, mode)
+    top = qt[0][-1] if np.isfinite(qt[0][-1]) else 0.0
+    log_q_th, log_qt_th, log_gn_th = theory_logs(net, widths, s, b, mode, top)
     if not np.isfinite(qt[0][-1]):  # the prediction is anchored at the measured q̃ᴸ
         log_qt_th[:] = np.nan
         log_gn_th[:] = np.nan
@@ -302,12 +359,12 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
     chi_hat = chi_se = chi_th = math.nan
     if last > first:  # χ̂ needs every seed's q̃ over the fit layers (nan otherwise)
         chi_hat, chi_se = _chi_hat(layers[sel], logs["log_q_tilde"][:, sel])
-        if np.all(np.isfinite(log_qt_th[sel])):
-            chi_th = math.exp(-_slope(layers[sel], log_qt_th[sel]))
-    crit = theory.critical_sigma_w2_n(act, b)
+        chi_th = _fit_chi(layers[sel], log_qt_th[sel])
+    crit = net.critical(act, b)
     summary = dict(
         key, n_seeds=n_seeds, chi_hat=chi_hat, chi_hat_se=chi_se, chi_theory=chi_th,
-        chi1=theory.chi1(act, s, b) if uniform else math.nan, fit_first_layer=first, fit_last_layer=last,
+        chi1=net.chi1(act, s, b) if uniform else math.nan, z=(chi_hat - chi_th) / chi_se if chi_se > 0 else math.nan,
+        fit_first_layer=first, fit_last_layer=last,
         log10_q_tilde_ratio=(qt[0][0] - qt[0][-1]) / LN10,
         log10_q_tilde_ratio_theory=(log_qt_th[0] - log_qt_th[-1]) / LN10,
         sigma_w2_n_crit=crit.sigma_w2_n, critical_kind=crit.kind, status=status,
@@ -351,7 +408,8 @@ def add_fluctuation_columns(rows: list[dict], summary: dict, config: SweepConfig
         thm_se = _ratio_jackknife_se(lgn, ldn, lan) if n_seeds > 1 else np.full(depth, np.nan)
     nan = np.full(depth, np.nan)
     alpha = fluctuations.homogeneous_slope(act.name)
-    applies = fluctuations.theory_applies(act.name, sigma_b2, config.batch, "gaussian" if dist == "normal" else dist)
+    applies = (fluctuations.theory_applies(act.name, sigma_b2, config.batch, "gaussian" if dist == "normal" else dist)
+               and network(config, act, depth).plain)
     var_th = fluctuations.var_ln_q_tilde(widths, alpha) if applies else nan
     m2_th = fluctuations.q_tilde_moment_ratio(widths, alpha) if applies else nan
     to_top = fluctuations.beta_to_top(widths)
@@ -397,13 +455,54 @@ def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dic
     for shape, tasks in groups.items():
         act = parse_activation(shape.act)
         for k, (s, b) in enumerate(pairs):
-            _, layer_keys = config_keys(act.name, shape.layer_widths, s, b, shape.widths, shape.mode, shape.dist)
+            _, layer_keys = config_keys(act.name, shape.layer_widths, s, b, shape.widths, shape.mode, shape.dist,
+                                        arch_key(config))
             for task in tasks:
                 m = results[task]
                 logs = np.stack([getattr(m, f)[k] for f in FIELDS]) / LN10  # (5, L)
                 for i in range(shape.depth):
                     rows.append(dict(layer_keys[i], seed_index=task.seed_index, status=m.status[k],
                                      **dict(zip(names, logs[:, i]))))
+    return rows
+
+
+def crossing_rows(config: SweepConfig, results: dict[Task, Measurement], summary_rows: list[dict]) -> list[dict]:
+    """One ``crossings.csv`` row per stability curve (every σ_w²·N of one activation, depth, width
+    profile, mode, dist and σ_b²): see :mod:`hevar.results.crossings`."""
+    from hevar.results import crossings
+
+    by_id = {r["config_id"]: r for r in summary_rows}
+    pairs = grid(config)
+    rows = []
+    for act_name in config.act:
+        act = parse_activation(act_name)
+        for depth in config.depth:
+            first, last = fit_layers(depth)
+            layers = np.arange(first, last + 1)
+            net = network(config, act, depth)
+            for width, profile, mode, dist in variants(config):
+                seeds = [results[Task(act_name, depth, width, i, profile, mode, dist)] for i in range(config.seeds)]
+                log_qt = np.stack([m.log_q_tilde[:, first - 1:last] for m in seeds], axis=1)  # (K, S, F)
+                widths = Task(act_name, depth, width, 0, profile).layer_widths
+                for b in config.sigma_b2:
+                    ks = sorted((k for k, (_, bk) in enumerate(pairs) if bk == b), key=lambda k: pairs[k][0])
+                    summ = [by_id[config_keys(act.name, widths, pairs[k][0], b, profile, mode, dist,
+                                              arch_key(config))[0]["config_id"]]
+                            for k in ks]
+                    key = {c: summ[0][c] for c in crossings.COLUMNS if c in summ[0] and c != "sigma_w2_n"}
+
+                    def chi_th(s: float, _b=b, _w=widths, _m=mode) -> float:
+                        return chi_theory_at(net, _w, s, _b, _m)
+
+                    uniform = all(chi1_applies(act, r["sigma_w2_n"], widths, mode) for r in summ)
+                    if not uniform:  # χ₁ and its critical point describe no layer of this network
+                        key.update(sigma_w2_n_crit=math.nan, critical_kind="not applicable")
+                    jump_chi = (lambda s, _b=b: net.chi1(act, s, _b)) if uniform else chi_th
+                    rows.append(crossings.crossing(
+                        key, [r["sigma_w2_n"] for r in summ], [r["chi_hat"] for r in summ],
+                        [r["chi_hat_se"] for r in summ], [r["chi_theory"] for r in summ],
+                        layers=layers, log_q_tilde=log_qt[ks] if last > first else None,
+                        theory_chi=chi_th, jump_chi=jump_chi, rng=crossings.curve_seed(config.seed, key["curve_id"])))
     return rows
 
 
@@ -418,7 +517,8 @@ def theory_rows(config: SweepConfig, points: int = 121) -> list[dict]:
             hi = max(config.sigma_w2 + ((crit,) if math.isfinite(crit) else ()))
             s_grid = np.linspace(lo * 0.9, hi * 1.1, points)
             chi, q_star = theory.chi1_curve(act, s_grid, b)
-            rows += [dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, chi1=c, q_star=qs)
+            # q* = ∞ (divergence) is a value, not a missing one: written as "inf"
+            rows += [dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, chi1=c, q_star="inf" if qs == math.inf else qs)
                      for s, c, qs in zip(s_grid, chi, q_star)]
     return rows
 
@@ -438,8 +538,38 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
                        weight_mean_sq=arrays.get("weight_mean_sq"))
 
 
+def point_problem(config: SweepConfig, task: Task, arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a point file's arrays for ``task`` (None: nothing): every field of a
+    :class:`Measurement` present, as real (K, L) arrays for the run's K configurations and the
+    task's L layers, and a status per configuration."""
+    K, L = len(grid(config)), task.depth
+    for name in FIELDS + ("status",):
+        if name not in arrays:
+            return f"no '{name}' array"
+    for name in FIELDS + (("weight_mean_sq",) if "weight_mean_sq" in arrays else ()):
+        a = arrays[name]
+        if a.dtype.kind != "f" or a.shape != (K, L):
+            return f"'{name}' is {a.dtype} of shape {a.shape}, not float of shape {(K, L)}"
+    if arrays["status"].shape != (K,) or arrays["status"].dtype.kind != "U":
+        return f"'status' has shape {arrays['status'].shape}, not ({K},)"
+    if "attempt" in arrays and (arrays["attempt"].shape != () or arrays["attempt"].dtype.kind not in "iu"):
+        return "'attempt' is not one integer"
+    return None
+
+
+def load_task(config: SweepConfig, run_dir, task: Task) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """A persisted task's arrays (None if it has none), and what is wrong with its file if it is damaged."""
+    from hevar.results import store
+
+    arrays, problem = store.read_point(run_dir, task.key)
+    if arrays is not None:
+        problem = point_problem(config, task, arrays)
+    return (None, problem) if problem else (arrays, None)
+
+
 def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
-            executor=None, attempt: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
+            executor=None, attempt: int | None = None,
+            damaged: list[tuple[str, str]] | None = None) -> tuple[dict[Task, Measurement], list[str]]:
     """Run every task not already persisted in ``run_dir``; persist each one as it finishes
     (``run_dir`` None: run every task and keep the results in memory only).
 
@@ -447,6 +577,8 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     after the other) and come back in the order they finish; this process saves each result
     atomically the moment it arrives, tagged with ``attempt`` (see :func:`attempt_log`), so a
     killed run loses only the tasks in flight. Results are identical whatever the executor.
+    A point file that cannot be read or does not fit its task (:func:`point_problem`) is
+    recomputed and overwritten; ``damaged``, where given, receives (file, what was wrong) for each.
 
     Returns all results and the keys of the tasks computed by this call, in plan order.
     """
@@ -456,7 +588,9 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     results: dict[Task, Measurement] = {}
     todo: list[Task] = []
     for task in plan(config):
-        arrays = None if run_dir is None else store.load_point(run_dir, task.key)
+        arrays, problem = (None, None) if run_dir is None else load_task(config, run_dir, task)
+        if problem and damaged is not None:
+            damaged.append((f"{store.POINTS}/{task.key}.npz", problem))
         if arrays is None:
             todo.append(task)
             continue
@@ -475,12 +609,10 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
 
 def attempt_log(config: SweepConfig, run_dir) -> dict[int, list[str]]:
     """Which persisted tasks each attempt computed, from the tags in their point files: the
-    record survives a killed attempt. Task keys in plan order; untagged points are left out."""
-    from hevar.results import store
-
+    record survives a killed attempt. Task keys in plan order; untagged and damaged points are left out."""
     log: dict[int, list[str]] = {}
     for task in plan(config):
-        arrays = store.load_point(run_dir, task.key)
+        arrays, _ = load_task(config, run_dir, task)
         if arrays is not None and "attempt" in arrays:
             log.setdefault(int(arrays["attempt"]), []).append(task.key)
     return log

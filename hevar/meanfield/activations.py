@@ -45,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import special
 
-from hevar.errors import UsageError
+from hevar.errors import UsageError, UserFunctionError, user_raised_interrupt
 
 Array = np.ndarray
 Moment = Callable[[Array], Array]
@@ -511,13 +511,15 @@ def _user_defined(text: str) -> Activation:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"The 'act' parameter '{text}' has a 'kinks' attribute that is not a tuple of floats "
                          f"({_one_line(exc)}).", param="act") from None
+    f = guarded(f, "φ", text)
+    df = guarded(df, f"φ' ({parts[3]})", text) if df is not None else None
 
     def phi(z: Array) -> Array:
-        return np.asarray(f(z)).astype(z.dtype, copy=False)
+        return f(z).astype(z.dtype, copy=False)
 
     if df is not None:
         def dphi(z: Array) -> Array:
-            return np.asarray(df(z)).astype(z.dtype, copy=False)
+            return df(z).astype(z.dtype, copy=False)
     else:
         def dphi(z: Array) -> Array:
             return central_difference(f, z, kinks).astype(z.dtype, copy=False)
@@ -527,6 +529,73 @@ def _user_defined(text: str) -> Activation:
         description=f"user-defined {parts[1]} from {parts[0]}"
         + (f", derivative {parts[3]} from {parts[2]}" if len(parts) == 4 else ", numerical derivative"),
     )
+
+
+# Who called a user function, by the module of the first hevar frame outside this one.
+_CALLERS = (("hevar.engine", "the engine's pass"), ("hevar.meanfield.gaussian", "the theory's Gaussian integrals"),
+            ("hevar.meanfield.gains", "the gains table"), ("hevar.meanfield", "the mean-field theory"),
+            ("hevar.experiments", "the sweep"))
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)
+    numerical = False
+    while frame is not None and (frame.f_globals.get("__name__") == __name__ or frame.f_code.co_name.startswith("<")):
+        numerical |= frame.f_code.co_name == "central_difference"
+        frame = frame.f_back  # past this module and lambdas, to the first named function
+    if frame is None:
+        return "a caller"
+    module = frame.f_globals.get("__name__", "?")
+    where = next((label for prefix, label in _CALLERS if module.startswith(prefix)), module)
+    name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+    return (f"{where} ({module}.{name})"
+            + (", through the numerical derivative φ'" if numerical else ""))
+
+
+def _describe(z: Any) -> str:
+    z = np.asarray(z)
+    finite = z[np.isfinite(z)] if z.dtype.kind in "fc" else z.ravel()
+    span = f"z in [{float(finite.min()):.4g}, {float(finite.max()):.4g}]" if finite.size else "no finite z"
+    return f"a {z.dtype} array of shape {z.shape} with {span}"
+
+
+def guarded(fn: Callable[[Array], Array], role: str, text: str) -> Callable[[Array], Array]:
+    """``fn`` (user code) behind the one boundary where hevar calls it: whatever it does wrong, at any
+    stage and in any process, becomes a :class:`~hevar.errors.UserFunctionError` naming ``act``, the
+    function (``role``), its caller and the values it was given. Wrong is: raising (SystemExit and
+    a KeyboardInterrupt that no Ctrl-C sent included), a non-real dtype, a shape other than its
+    input's, or nan at a finite input (inf is an overflow, which the engine records as data)."""
+
+    def call(z: Array) -> Array:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # its overflow is data; nan is checked below
+                out = np.asarray(fn(z))
+        except KeyboardInterrupt:
+            if not user_raised_interrupt():
+                raise
+            problem = "raised KeyboardInterrupt"
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 — whatever it raises is the user's to fix
+            problem = f"raised {_one_line(exc)}"
+        else:
+            shape = np.shape(z)
+            if out.dtype.kind not in "fiub":
+                problem = f"returned dtype {out.dtype}"
+            elif out.shape != shape:
+                problem = f"returned shape {out.shape}"
+            elif out.dtype.kind == "f" and np.isnan(out).any():
+                bad = np.isnan(out) & np.isfinite(z)
+                if not bad.any():
+                    return out
+                problem = f"returned nan at z = {float(np.asarray(z)[bad][0]):.6g}"
+            else:
+                return out
+        raise UserFunctionError(
+            f"The 'act' parameter '{text}' must be a function that maps every float array to a real array of the "
+            f"same shape, finite where z is. Got {role} that {problem} when {_caller()} called it on {_describe(z)}.",
+            param="act") from None
+
+    return call
 
 
 def _stencil(offsets: np.ndarray) -> np.ndarray:

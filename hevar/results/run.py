@@ -104,15 +104,15 @@ class Run:
         return tables
 
     def plot(self, name: str, ax=None, **options):
-        """Draw figure ``name`` (see :data:`hevar.views.plots.FIGURES`) on ``ax`` (a new Axes if None)
+        """Draw figure ``name`` (see :data:`hevar.views.figures.FIGURES`) on ``ax`` (a new Axes if None)
         and return the Axes."""
-        from hevar.views import plots
+        from hevar.views import figures
 
         if ax is None:
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
-        plots.draw(name, ax, self.tables(), **options)
+        figures.draw(name, ax, self.tables(), **options)
         return ax
 
     def __repr__(self) -> str:

@@ -17,10 +17,12 @@ never sees a half-written file. Column names are a contract, documented in the R
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import re
 import shlex
 import tempfile
 import zipfile
@@ -29,14 +31,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hevar.errors import UsageError
+from hevar.errors import Fault, UsageError
+from hevar.results import crossings
 
 FORMAT_VERSION = 1
 
 KEY_COLUMNS = ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2")
 
-LAYER_COLUMNS = KEY_COLUMNS + (
-    "layer",
+LAYER_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "layer", "layer_width", "layer_sigma_w2",
     "n_seeds",
     "q", "q_lo", "q_hi", "q_theory",
     "q_tilde", "q_tilde_lo", "q_tilde_hi", "q_tilde_theory",
@@ -49,9 +52,9 @@ LAYER_COLUMNS = KEY_COLUMNS + (
     "thm11_ratio", "thm11_ratio_lo", "thm11_ratio_hi", "thm11_ratio_se",
 )
 
-SUMMARY_COLUMNS = KEY_COLUMNS + (
+SUMMARY_COLUMNS = ("config_id", "curve_id") + KEY_COLUMNS + (
     "n_seeds",
-    "chi_hat", "chi_hat_se", "chi_theory", "chi1",
+    "chi_hat", "chi_hat_se", "chi_theory", "chi1", "z",
     "fit_first_layer", "fit_last_layer",
     "log10_q_tilde_ratio", "log10_q_tilde_ratio_theory",
     "sigma_w2_n_crit", "critical_kind",
@@ -61,12 +64,15 @@ SUMMARY_COLUMNS = KEY_COLUMNS + (
 )
 
 # seeds.csv: one row per configuration, seed and layer; log₁₀ of the per-seed measurements.
-SEED_COLUMNS = KEY_COLUMNS + (
-    "widths", "mode", "dist", "seed_index", "layer",
+SEED_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "widths", "mode", "dist", "seed_index", "layer", "layer_width", "layer_sigma_w2",
     "log10_q", "log10_q_tilde", "log10_grad_norm2", "log10_delta_norm2", "log10_act_norm2", "status",
 )
 
 THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
+
+# crossings.csv: one row per stability curve, where χ̂ crosses 1 (hevar.results.crossings).
+CROSSING_COLUMNS = crossings.COLUMNS
 
 # The run's tables: name → (file, columns). The Python API's Run has one DataFrame per entry.
 TABLES = {
@@ -74,9 +80,11 @@ TABLES = {
     "summary": ("summary.csv", SUMMARY_COLUMNS),
     "theory": ("theory.csv", THEORY_COLUMNS),
     "seeds": ("seeds.csv", SEED_COLUMNS),
+    "crossings": ("crossings.csv", CROSSING_COLUMNS),
 }
 
-STRING_COLUMNS = frozenset({"activation", "critical_kind", "status", "widths", "mode", "dist"})
+STRING_COLUMNS = frozenset({"config_id", "curve_id", "activation", "critical_kind", "status", "widths", "mode", "dist",
+                            "kind"})
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -86,20 +94,70 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def io_fault(exc: OSError, path: Any, doing: str = "write") -> Fault:
+    """An OSError as one line: what could not be done to which file, and why."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return Fault(f"Cannot {doing} {path}: {reason}{f' ({code})' if code else ''}.")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The bytes go to a hidden ``.NAME.*.tmp`` in the same folder, are synced, and renamed over
+    ``path``. On any failure the temporary file is removed and an OSError (a full disk, a
+    read-only folder) becomes a :class:`~hevar.errors.Fault` naming the file; a write killed outright
+    leaves the temporary file, which :func:`remove_leftovers` clears on the next run.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                Path(tmp).unlink(missing_ok=True)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise io_fault(exc, path) from None
         raise
+
+
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # write_atomic's temporary names (mkstemp's random middle)
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes a killed process left in ``run_dir``, its
+    ``points/`` and ``plots/`` (only hevar's own hidden ``.NAME.*.tmp`` names). Call it holding the
+    folder's lock, so that no live write is touched. Returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / POINTS, Path(run_dir) / "plots"):
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for entry in entries:
+            if _LEFTOVER.match(entry.name) and entry.is_file():
+                try:
+                    entry.unlink()
+                    removed.append(entry)
+                except OSError:
+                    pass
+    return removed
 
 
 def _format(value: Any) -> str:
@@ -213,7 +271,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         reason = "no such folder" if not run_dir.exists() else "not a folder"
         raise UsageError(f"{what}. Got '{run_dir}' instead ({reason}).", param="run_dir")
     try:
-        layers = read_table(run_dir / "layers.csv", LAYER_COLUMNS[:7] + ("q_tilde", "log10_q_tilde"))
+        layers = read_table(run_dir / "layers.csv", KEY_COLUMNS + ("layer", "q_tilde", "log10_q_tilde"))
         summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
         theory_path = run_dir / "theory.csv"
         theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
@@ -226,12 +284,20 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
     return layers, summary, theory
 
 
+def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The ``crossings.csv`` table of a run folder, or None for a run written before it existed."""
+    path = Path(run_dir) / "crossings.csv"
+    if not path.exists():
+        return None
+    return read_table(path, ("curve_id", "kind", "sigma_w2_n_cross", "sigma_w2_n_cross_lo", "sigma_w2_n_cross_hi"))
+
+
 def read_seeds(run_dir: Path) -> dict[str, np.ndarray] | None:
     """The ``seeds.csv`` table of a run folder (per-seed values), or None if the run has none."""
     path = Path(run_dir) / "seeds.csv"
     if not path.exists():
         return None
-    return read_table(path, SEED_COLUMNS[:len(KEY_COLUMNS)] + ("seed_index", "layer", "log10_q_tilde"))
+    return read_table(path, KEY_COLUMNS + ("seed_index", "layer", "log10_q_tilde"))
 
 
 # --- run folders -------------------------------------------------------------------------------
@@ -251,7 +317,7 @@ def default_run_dir(root: Path, label: str, now: str) -> Path:
     return path
 
 
-RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "plots"})
+RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "crossings.csv", "plots"})
 
 
 def prepare_run_dir(path: Path, name: str = "out") -> Path:
@@ -289,16 +355,62 @@ def prepare_run_dir(path: Path, name: str = "out") -> Path:
     return path
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return None
+# What the code reads of a manifest: key → (allowed types, required).
+MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), False), "started": ((str,), False),
+                 "finished": ((str, type(None)), False), "attempts": ((list,), False)}
+
+
+def check_plots_dir(run_dir: Path) -> Path:
+    """``RUN_DIR/plots``, or a :class:`UsageError` saying why figures cannot be written there (a file
+    of that name, a folder hevar may not write). Checked by writing and removing a probe file, in
+    ``plots/`` or, where it does not exist yet, in the run folder; nothing is created. A path that is
+    not a folder is left to the reader of the run to report."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "plots"
+    if not run_dir.is_dir():
+        return folder
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"The run folder's manifest '{path}' is not a readable hevar manifest ({exc}).") from None
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("config"), dict)):
-        raise UsageError(f"The run folder's manifest '{path}' is not a hevar manifest (no 'config' table).")
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file where the plots folder should be", str(folder))
+        fd, probe = tempfile.mkstemp(dir=folder if folder.exists() else run_dir, prefix=".write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"The 'run_dir' parameter must be a run folder whose plots/ hevar can write. Got '{run_dir}' "
+                         f"instead ({folder}: {exc.strerror or exc}).", param="run_dir") from None
+    return folder
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's manifest, or None if it has none. A manifest that is not JSON, not an object,
+    or whose keys hevar reads have the wrong type raises a :class:`UsageError` naming the file."""
+    path = Path(run_dir) / MANIFEST
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # prepare_run_dir says so, naming the option
+            return None
+        raise UsageError(f"The run folder's manifest '{path}' cannot be read ({exc.strerror or exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"The run folder's manifest '{path}' cannot be read ({getattr(exc, 'strerror', None) or exc}).") \
+            from None
+    damaged = f"The run folder's manifest '{path}' is damaged"
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{damaged}: not valid JSON ({' '.join(str(exc).split())}).") from None
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{damaged}: a JSON {type(manifest).__name__} instead of an object.")
+    for key, (types, required) in MANIFEST_KEYS.items():
+        if key not in manifest:
+            if required:
+                raise UsageError(f"{damaged}: it has no '{key}'.")
+        elif not isinstance(manifest[key], types):
+            raise UsageError(f"{damaged}: '{key}' is a JSON {type(manifest[key]).__name__}.")
+    if not all(isinstance(a, dict) for a in manifest.get("attempts", [])):
+        raise UsageError(f"{damaged}: 'attempts' must be a list of objects.")
     return manifest
 
 
@@ -313,11 +425,18 @@ def save_point(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> Non
     write_atomic(Path(run_dir) / POINTS / f"{key}.npz", buf.getvalue())
 
 
-def load_point(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
-    """A finished task's arrays, or None if it has not finished (or its file is damaged)."""
+def read_point(run_dir: Path, key: str) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """A finished task's arrays and None, or None and what is wrong with its file (None: not there)."""
     path = Path(run_dir) / POINTS / f"{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
+            return {k: data[k] for k in data.files}, None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        return None, f"unreadable: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+
+
+def load_point(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
+    """A finished task's arrays, or None if it has not finished (or its file is damaged)."""
+    return read_point(run_dir, key)[0]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shlex
+import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -14,11 +16,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hevar import __version__
-from hevar.errors import UsageError
+from hevar.errors import (EXIT_BUG, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_USAGE, Fault, UsageError,
+                          watch_interrupts)
 from hevar.experiments import executors, resources, runner, sweep as sweep_mod
 from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
                                       parse_sigma_w2, read_preset)
 from hevar.results import store
+
+DEBUG_ENV = "HEVAR_DEBUG"  # HEVAR_DEBUG=1, or --debug anywhere on the command line: tracebacks for faults and bugs
+
+
+_debug_flag = False  # --debug on this invocation
+
+
+def _debug() -> bool:
+    return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Typer's group, with its own usage errors (unknown option or command, missing or extra
+    argument) printed as one line in hevar's format and exit code 2, like every other error."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                                **extra)
+        except Exception as exc:  # noqa: BLE001 — Typer's (vendored) click exceptions, by their interface
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `hevar` alone: the help, as before
+                err.print(exc.format_message(), markup=False, highlight=False)
+                code = EXIT_USAGE
+            else:
+                message = " ".join(exc.format_message().split()).rstrip(".")
+                where = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+                err.print(f"Error: {message}.{where}", markup=False, highlight=False, soft_wrap=True)
+                code = exc.exit_code if ctx is None else EXIT_USAGE
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     help="hevar: how signals and gradients propagate through deep networks at initialization, "
@@ -26,6 +70,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    cls=_OneLineErrors,
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -33,17 +78,45 @@ MAX_LAYER_ROWS = 50  # per-layer rows `hevar theory` prints; the rest are elided
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a UsageError into one line on stderr and exit code 2 (programming errors still raise)."""
+    """The one error path of every command: one line on stderr and a documented exit code (README,
+    "Exit codes"). UsageError → 2; Fault and OSError (disk, I/O) → 3; Ctrl-C → 130; anything else is
+    a bug → 1. A traceback only with ``--debug`` or ``HEVAR_DEBUG=1``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        restore = watch_interrupts()  # so that a user function's own KeyboardInterrupt is told apart
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
         except UsageError as exc:
-            err.print(f"Error: {exc}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
+            if _debug():
+                raise
+            _fail(f"Error: {exc}", EXIT_USAGE)
+        except KeyboardInterrupt:
+            _fail("Interrupted.", EXIT_INTERRUPTED)
+        except (Fault, OSError, MemoryError) as exc:
+            if _debug():
+                raise
+            if isinstance(exc, OSError):
+                exc = store.io_fault(exc, getattr(exc, "filename", None) or "a file", "read or write")
+            elif isinstance(exc, MemoryError):
+                exc = Fault("Out of memory (MemoryError). Try a smaller --batch, --width or --depth, or fewer --jobs.")
+            _fail(f"Error: {exc}", EXIT_FAULT)
+        except Exception as exc:  # noqa: BLE001 — a bug in hevar: one line, the traceback on request
+            if _debug():
+                raise
+            _fail(f"Internal error: {_one_line(exc)}. This is a bug in hevar; rerun with --debug (or {DEBUG_ENV}=1) "
+                  "for the traceback and report it.", EXIT_BUG)
+        finally:
+            restore()
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message[:300]}" if message else type(exc).__name__
 
 
 @app.command()
@@ -63,6 +136,13 @@ def sweep(
     dist: Optional[str] = typer.Option(None, "--dist", metavar="LIST",
         help="Weight distribution(s), comma list: normal, uniform, truncnormal (PyTorch trunc_normal_, cut at "
         "absolute ±2), truncnormal_keras (cut at ±2 std, variance corrected), orthogonal. [default: normal]"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
+        help="Architecture of layers 2..L (layer 1 is the dense input layer): mlp, resmlp (zˡ = zˡ⁻¹ + α·(Wˡφ(zˡ⁻¹) + bˡ)), "
+        "preln-resmlp, postln-resmlp, or '-'-joined tokens: mlp|resmlp, preln|postln|prerms|postrms, dropP (keep "
+        "probability P), postact. [default: mlp]"),
+    branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
+        help="Residual branch scale α: a number >= 0 (0 is SkipInit) or an expression in the depth L, e.g. 1/sqrt(L), "
+        "1/sqrt(2L). [default: 1]"),
     sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="GRID",
         help="Weight variance in units of 1/N (2 means σ_w² = 2/N): comma list or start:stop:step. [default: 0.5:4:0.5]"),
     sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="GRID", help="Bias variance σ_b² (raw), comma list or start:stop:step. [default: 0]"),
@@ -75,6 +155,8 @@ def sweep(
         help="TOML preset (see configs/); flags given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Finish an interrupted run in RUN_DIR."),
     plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Render the figures at the end. [default: plot]"),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
+        help="Figure file format(s), comma list: png, svg, pdf. [default: png]"),
     jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
         help="Worker processes; each gets cores/INT BLAS threads. 0 = one per core. Results do not depend on it. "
         "[default: 1, in this process]"),
@@ -83,15 +165,19 @@ def sweep(
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
+    from hevar.views.figures import parse_formats
+
+    formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
-                 seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist)
+                 seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist,
+                 arch=arch, branch_scale=branch_scale)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
-    given = any(v is not None and k in SweepConfig().to_dict() for k, v in {**preset, **flags}.items())
+    given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
     if scheduler is None:  # before anything is written; a Dask cluster's workers have their own memory
         resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
@@ -113,16 +199,22 @@ def sweep(
     try:
         try:
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, option="resume" if resume is not None else "out")
+        except BaseException:
+            progress.live.transient = True  # the message is the last word, not a half-filled bar
+            raise
         finally:
             progress.stop()
     except runner.Interrupted as stop:
         err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
-    _print_summary(outcome.tables["summary"])
+    _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
+    for file, problem in outcome.damaged:
+        err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
+                  highlight=False, soft_wrap=True)
     if do_plot:
-        _render(run_dir)
+        _render(run_dir, formats, after_sweep=True)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
@@ -130,7 +222,10 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _print_summary(rows: list[dict]) -> None:
+Z_MARK = 3.0  # |z| above this is marked in the summary
+
+
+def _print_summary(rows: list[dict], crossing_rows: list[dict] = ()) -> None:
     from rich import box
     from rich.measure import Measurement
 
@@ -146,26 +241,37 @@ def _print_summary(rows: list[dict]) -> None:
         elif values and values != {default}:
             fixed.append(f"{name} = {values.pop()}")
     # Title and caption are printed apart from the table, so that they wrap at the terminal's width, not the table's.
-    out.print("χ̂: measured per-layer growth of q̃ˡ against mean-field χ (1 = stable)"
+    out.print("χ̂: measured per-layer growth of q̃ˡ (1 = stable), beside its theory"
               + (f"\n{', '.join(fixed)}" if fixed else ""), markup=False, highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("activation", justify="left", no_wrap=True)
     for name, _ in varying:
         table.add_column(name, justify="left" if name in ("mode", "dist") else "right", no_wrap=True)
-    for name in ("σ_w²·N", "χ̂", "± se", "χ theory"):
+    show_z = any(math.isfinite(r.get("z", math.nan)) for r in rows)  # one seed: no s.e., no z
+    for name in ("σ_w²·N", "χ̂", "±2se", "theory") + (("z",) if show_z else ()):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("status", justify="left", overflow="fold")
     critical: dict[tuple, str] = {}
+    marked = 0
     for r in rows:
         crit = r["sigma_w2_n_crit"]
         at_crit = math.isfinite(crit) and math.isclose(r["sigma_w2_n"], crit, rel_tol=1e-9)
+        z = r.get("z", math.nan)
+        far = math.isfinite(z) and abs(z) > Z_MARK
+        marked += far
         table.add_row(r["activation"], *(text(r) for _, text in varying),
-                      f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
-                      _fmt(r["chi_theory"]), r["status"])
+                      f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]),
+                      _fmt(2 * r["chi_hat_se"]), _fmt(r["chi_theory"]),
+                      *((("—" if not math.isfinite(z) else f"{z:+.1f}") + (" !" if far else ""),) if show_z else ()),
+                      r["status"])
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
             + f" ({r['critical_kind']})"
-    caption = "critical σ_w²·N (◀): " + "; ".join(
-        f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
+    caption = ("theory: the same fit over the same layers applied to the mean-field trajectory (at this depth, not "
+               "χ₁ at L → ∞); ±2se: two standard errors, as in the figures; z = (χ̂ − theory)/s.e.\ncritical σ_w²·N (◀, χ₁ = 1): " + "; ".join(
+                   f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items()))
+    if marked:
+        caption += (f"\n! |z| > {Z_MARK:g} at {marked} configuration(s): finite width, a basin boundary of the "
+                    "q-map, or a forward pass not yet at its fixed point can separate χ̂ from the theory.")
     profiles = sorted({r.get("widths", "") for r in rows} - {""})
     if any(not p.startswith("constant:") for p in profiles):
         caption += "\nwidths N_0..N_L: " + ", ".join(profiles) + " (N is N_0)"
@@ -173,12 +279,48 @@ def _print_summary(rows: list[dict]) -> None:
         table.padding = (0, 0, 0, 0)
     out.print(table)
     out.print(caption, markup=False, highlight=False)
+    if crossing_rows:
+        _print_crossings(crossing_rows, varying)
 
 
-def _render(run_dir: Path) -> list[Path]:
-    from hevar.views import plots
+def _print_crossings(rows: list[dict], varying) -> None:
+    """Where χ̂ crosses 1, per curve, beside the theory's value."""
+    lines = []
+    for r in rows:
+        where = " ".join(f"{name}={text(r)}" for name, text in varying if name != "σ_w²·N")
+        head = f"{r['activation']}{' ' + where if where else ''}"
+        theory_part = f"theory (same fit) {_fmt(r['sigma_w2_n_cross_theory'])}"
+        if math.isfinite(r["sigma_w2_n_crit"]):
+            theory_part += f", χ₁ = 1 at {_fmt(r['sigma_w2_n_crit'])}"
+        if r["kind"] == "crossing":
+            lines.append(f"{head}: {_fmt(r['sigma_w2_n_cross'])} [{_fmt(r['sigma_w2_n_cross_lo'])}, "
+                         f"{_fmt(r['sigma_w2_n_cross_hi'])}]; {theory_part}")
+        elif r["kind"] == "jump":
+            lines.append(f"{head}: jumps across 1 between {r['bracket_lo']:g} and {r['bracket_hi']:g} "
+                         f"(no point value); {theory_part}")
+        else:
+            lines.append(f"{head}: none in the grid; {theory_part}")
+    out.print("Measured σ_w²·N where χ̂ = 1, with its 95 % interval (seeds and interpolation; crossings.csv):\n  "
+              + "\n  ".join(lines), markup=False, highlight=False)
 
-    paths = plots.render_run(run_dir)
+
+def _render(run_dir: Path, formats: tuple[str, ...] = ("png",), after_sweep: bool = False) -> list[Path]:
+    """Draw the figures; a failure or Ctrl-C while drawing says what is kept and how to draw them again."""
+    from hevar.views import figures
+
+    again = (f"The results are complete in {run_dir}; draw the figures with: hevar plot {shlex.quote(str(run_dir))}"
+             if after_sweep else f"Draw them again with: hevar plot {shlex.quote(str(run_dir))}")
+    try:
+        store.check_plots_dir(run_dir)
+        paths = figures.render_run(run_dir, formats)
+    except KeyboardInterrupt:
+        drawn = sorted(p.name for p in (Path(run_dir) / "plots").glob("*.*")) if Path(run_dir).is_dir() else []
+        _fail(f"Interrupted while drawing the figures ({len(drawn)} in {Path(run_dir) / 'plots'}, each one whole). "
+              f"{again}", EXIT_INTERRUPTED)
+    except (UsageError, Fault) as exc:
+        if not after_sweep:
+            raise
+        raise exc.amended(again + " once that is fixed.") from None
     for p in paths:
         out.print(f"  figure: {p}", markup=False, highlight=False)
     return paths
@@ -193,10 +335,15 @@ class _PlainUsage(typer.core.TyperCommand):
 
 @app.command(cls=_PlainUsage)
 @user_errors
-def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True)) -> None:
+def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True),
+         fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
+             help="File format(s), comma list: png, svg, pdf. [default: png]")) -> None:
     """Render the figures of RUN_DIR, a run folder written by `hevar sweep`, from its CSVs alone into
-    RUN_DIR/plots/."""
-    _render(run_dir)
+    RUN_DIR/plots/ (q, q_tilde, grad_norm, stability, and depth_map, phase, fan_modes, seed_spread,
+    thm11 where the run has what they show)."""
+    from hevar.views.figures import parse_formats
+
+    _render(run_dir, parse_formats(fmt))
 
 
 @app.command("theory")
@@ -347,11 +494,20 @@ def _num(x: float | None) -> str:
 
 
 @app.callback(invoke_without_command=True)
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of a fault or bug (or set {DEBUG_ENV}=1); "
+                                     "also accepted after the command.")) -> None:
+    global _debug_flag
+    _debug_flag = debug
     if version:
         out.print(f"hevar {__version__}")
         raise typer.Exit()
 
 
-def main() -> None:  # console-script entry point
-    app()
+def main(argv: list[str] | None = None) -> None:  # console-script entry point
+    """``hevar``: ``--debug`` is taken anywhere before a ``--``, not only before the command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    head = args[:args.index("--")] if "--" in args else args
+    if "--debug" in head[1:]:  # after the command: move it before, where the app's callback takes it
+        args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
+    app(args=args)

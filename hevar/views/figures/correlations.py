@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 
-from hevar.views.plots import OKABE_ITO, SEQUENTIAL_CMAP
+from hevar.views.figures.common import OKABE_ITO, SEQUENTIAL_CMAP
 
 Array = np.ndarray
 
