@@ -40,8 +40,8 @@ from hevar.engine.pairs import measure_correlations
 from hevar.engine.passes import Streams
 from hevar.meanfield import correlations as cr, spectrum as sp, theory
 from hevar.meanfield.activations import parse_activation
-from hevar.views import correlation_figures as cf
-from hevar.views.plots import OKABE_ITO
+from hevar.views.figures import correlations as cf
+from hevar.views.figures.common import OKABE_ITO
 
 SIGMA_B2 = 0.05
 TANH = parse_activation("tanh")
