@@ -14,10 +14,10 @@ from hevar.meanfield.activations import parse_activation
 
 N, B, L, S = 512, 16, 6, 6  # width, inputs, depth, seeds
 Z_MAX = 5.0  # |mean − theory| in standard errors of the seed mean, over every layer and quantity
-# Behind a post-norm q̃ gains a finite-width excess of ≈ 3.1/N per layer beyond the map's (N − k)/N
-# (measured at N = 128 and 512; gone at N = 2048: test_postnorm_excess_is_finite_width); allowed
-# for here, per layer below the top, as 4/N.
-POST_NORM_EXCESS = 4.0
+# Behind a post-norm q̃ gains a finite-width excess over the (N → ∞) map of (1.1 ± 0.7)/N per layer
+# (post-LN and post-RMS residual tanh stacks, 8 seeds, N = 128; (1.2 ± 1.3)/N at N = 512,
+# (−0.7 ± 1.6)/N at 2048; see hevar.blocks.norm); allowed for here, per layer below the top, as 2/N.
+POST_NORM_EXCESS = 2.0
 
 
 def monte_carlo(arch, act_name, alpha, s, b):
@@ -72,22 +72,6 @@ def test_block_maps_match_monte_carlo(arch, act, alpha, s, b):
             f"{name}: measured/theory {np.round(ratio, 4)} ± {np.round(se, 4)}"
 
 
-def test_postnorm_excess_is_finite_width():
-    """The post-norm excess of q̃ over its map shrinks like 1/N: per layer it is ≈ 3/N at N = 128
-    and at N = 512 alike (N·excess within a factor 2), so the map is the wide-network limit."""
-    global N
-    excess = {}
-    try:
-        for n in (128, 512):
-            N = n
-            ratio, _ = monte_carlo("postln-resmlp", "tanh", 0.5, 1.5, 0.0)["q_tilde"]
-            excess[n] = n * (ratio[0] ** (1 / (L - 1)) - 1)
-    finally:
-        N = 512
-    assert 1.0 < excess[128] < 6.0 and 1.0 < excess[512] < 6.0
-    assert 0.5 < excess[128] / excess[512] < 2.0
-
-
 def test_a_wrong_map_is_caught():
     """The same tolerance rejects the residual map without α² on the branch (α in its place)."""
     ratio, se = monte_carlo("resmlp", "relu", 0.5, 2.0, 0.0)["q"]
@@ -127,7 +111,7 @@ def test_residual_relu_closed_form():
         np.testing.assert_allclose(log_qt, growth * np.arange(19, -1, -1), rtol=1e-13, atol=1e-13)
 
 
-def test_postln_q_is_one_and_its_backward_factor_has_the_rank_deficit():
+def test_postln_q_is_one_and_its_backward_factor_is_one_over_q_y():
     tanh = parse_activation("tanh")
     net = build("postln-resmlp", tanh, 5, "0.5")
     sv, widths = np.full(5, 1.5), np.full(6, 10)
@@ -135,7 +119,7 @@ def test_postln_q_is_one_and_its_backward_factor_has_the_rank_deficit():
     assert np.all(log_q[1:] == 0.0)
     log_qt = net.log_q_tilde_trajectory(sv, sv, 0.0, widths, log_q, 0.0)
     q_y = 1 + 0.25 * 1.5 * float(theory.V(tanh, 1.0))  # the sum's variance before the norm, from q = 1
-    step = math.log((10 - 2) / 10 / q_y) + math.log(1 + 0.25 * 1.5 * float(theory.G(tanh, 1.0)))
+    step = math.log(1 / q_y) + math.log(1 + 0.25 * 1.5 * float(theory.G(tanh, 1.0)))
     np.testing.assert_allclose(np.diff(log_qt[1:]), -step, rtol=1e-12)
 
 

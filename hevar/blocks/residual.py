@@ -17,9 +17,9 @@ Mean-field maps (s_in = σ_w²N_{l-1}, s_out = σ_w²N_l; V, G as in :mod:`hevar
 
     qˡ = qˡ⁻¹ + α²(s_in·E[h²] + σ_b²),          q̃ˡ⁻¹ = q̃ˡ·(1 + α²·s_out·χ_h(qˡ⁻¹))
 
-with E[h²] = V(q')/p and χ_h = G(q')/p·(N−k)/(N·qˡ⁻¹)^[pre-norm] the branch's pieces
+with E[h²] = V(q')/p and χ_h = G(q')/p (divided by qˡ⁻¹ behind a pre-norm) the branch's pieces
 (:mod:`hevar.blocks.base`); post-LN sets qˡ = 1 and multiplies the backward factor by
-(N − 2)/(N·q_y), q_y the pre-norm map's value. For ReLU without normalisation, dropout or bias
+1/q_y, q_y the pre-norm map's value. For ReLU without normalisation, dropout or bias
 q̃ grows by 1 + α²·σ_w²N/2 per block: 2 per block at α = 1 and σ_w²N = 2, which is the
 log10(q̃¹/q̃ᴸ) = (L − 1)·log10 2 of a depth-L residual MLP.
 
@@ -169,9 +169,9 @@ class Residual(Block):
         log_s = np.log(np.asarray(s_out, dtype=float))
         widths = np.asarray(widths)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = np.logaddexp(0.0, a2 + log_s + self.log_branch_chi(log_q_prev, int(widths[0])))
+            out = np.logaddexp(0.0, a2 + log_s + self.log_branch_chi(log_q_prev))
             if self.post_norm:
-                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(widths[-1]))
+                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
         return out
 
     def log_du_run(self, log_q_prev, s_in, sigma_b2, widths):
@@ -179,5 +179,5 @@ class Residual(Block):
         out = np.full(len(np.asarray(log_q_prev).reshape(-1)), a2)
         if self.post_norm:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(np.asarray(widths)[-1]))
+                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
         return out
