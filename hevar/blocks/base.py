@@ -16,7 +16,7 @@ Every block shares the *branch* that feeds its weight, written here once::
     hˡ = drop_p( φ( norm(zˡ⁻¹) ) ),    uˡ = Wˡ hˡ                         (pre-norm; norm optional)
 
 with its mean-field pieces E[h²] = V(q')/p and ln(q̃ at zˡ⁻¹ / q̃ at hˡ) = ln G(q') − ln p (+ the
-normalisation's (N − k)/(N q)), where q' = 1 behind a normalisation and qˡ⁻¹ otherwise. What a
+normalisation's 1/q), where q' = 1 behind a normalisation and qˡ⁻¹ otherwise. What a
 block does with uˡ — zˡ = uˡ + bˡ (:mod:`~hevar.blocks.dense`) or zˡ = zˡ⁻¹ + α(uˡ + bˡ)
 (:mod:`~hevar.blocks.residual`), optionally normalised after (post-norm) — is the block's own.
 """
@@ -188,7 +188,7 @@ class Block:
                 out = np.log(theory.V(self.act, np.exp(log_q_prev)))
         return out + dropout.log_factor(self.keep_prob) if self.keep_prob < 1 else out
 
-    def log_branch_chi(self, log_q_prev, n_in: int):
+    def log_branch_chi(self, log_q_prev):
         """ln(q̃ at zˡ⁻¹ / q̃ at hˡ) = ln G(q') − ln p (+ the pre-norm's factor), vectorised."""
         log_q_prev = np.asarray(log_q_prev, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -197,14 +197,14 @@ class Block:
             if self.keep_prob < 1:
                 out = out + dropout.log_factor(self.keep_prob)
             if self.pre_norm:
-                out = out + norms.log_backward_factor(self.norm, log_q_prev, n_in)
+                out = out + norms.log_backward_factor(log_q_prev)
         return out
 
-    def log_post(self, log_q_y, n_out: int):
+    def log_post(self, log_q_y):
         """ln of the post-norm's backward factor at its input variance q_y (0 without one)."""
         if not self.post_norm:
             return 0.0
-        return norms.log_backward_factor(self.norm, log_q_y, n_out)
+        return norms.log_backward_factor(log_q_y)
 
     # --- theory: hooks every block implements -----------------------------------------------------
 

@@ -12,8 +12,8 @@ independence of Wˡ from zˡ⁻¹ forward and the gradient-independence assumpti
 
     qˡ = s_in·V(qˡ⁻¹) + σ_b²   (q¹ = s_in·q_in + σ_b²),        q̃ˡ⁻¹ = q̃ˡ · s_out·G(qˡ⁻¹)
 
-and with dropout and normalisation V(q) → V(q')/p, G(q) → G(q')/p·(N − k)/(N·q) (q' = 1 behind a
-pre-norm); a post-norm makes qˡ = 1 and multiplies the backward factor by (N − k)/(N·q_y), q_y the
+and with dropout and normalisation V(q) → V(q')/p, G(q) → G(q')/(p·q) (q' = 1 behind a
+pre-norm); a post-norm makes qˡ = 1 and multiplies the backward factor by 1/q_y, q_y the
 value before it. The plain block's maps are exactly :func:`hevar.meanfield.theory.log_q_continue`
 and the χ of :func:`~hevar.meanfield.theory.log_q_tilde_trajectory`, vectorised over the run the
 same way, so an MLP's theory columns are the same numbers as before blocks existed.
@@ -134,16 +134,16 @@ class Dense(Block):
                 return np.log(s_out * g)
         widths = np.asarray(widths)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = np.log(s_out) + self.log_branch_chi(log_q_prev, int(widths[0]))
+            out = np.log(s_out) + self.log_branch_chi(log_q_prev)
             if self.post_norm:
-                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(widths[-1]))
+                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
         return out
 
     def log_du_run(self, log_q_prev, s_in, sigma_b2, widths):
         if not self.post_norm:
             return None
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(np.asarray(widths)[-1]))
+            return self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
 
     def _log_q_y(self, log_q_prev, s_in, sigma_b2):
         """ln q of Wˡhˡ + bˡ before a post-norm, vectorised over the run."""

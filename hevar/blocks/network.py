@@ -7,12 +7,11 @@ one block type, named by ``-``-joined tokens:
   (:class:`~hevar.blocks.residual.Residual`, zˡ = zˡ⁻¹ + α(Wˡφ(zˡ⁻¹) + bˡ), α = ``--branch-scale``);
 - optionally a normalisation (:mod:`~hevar.blocks.norm`): ``preln`` / ``prerms`` (of the block's
   input, before φ) or ``postln`` / ``postrms`` (of its output);
-- optionally dropout with keep probability P on the weight's input: ``dropP`` (``drop0.9``);
-- for ``resmlp`` without normalisation or dropout, ``postact``: the skip carries φ(zˡ⁻¹).
+- optionally dropout with keep probability P on the weight's input: ``dropP`` (``drop0.9``).
 
 So ``mlp`` is today's network, ``resmlp`` the pre-activation residual MLP, ``preln-resmlp`` the
 MLP block of a pre-LN Transformer, ``postln-resmlp`` the original Transformer's placement and
-``drop0.8-mlp`` a dropout MLP. The canonical order is [norm-][dropP-]kind[-postact].
+``drop0.8-mlp`` a dropout MLP. The canonical order is [norm-][dropP-]kind.
 
 The branch scale is a number ≥ 0 or an expression in the depth L: ``1/sqrt(L)``, ``1/sqrt(2L)``,
 ``L^(-1/2)`` (+ − * / ^ or **, parentheses, sqrt, exp, log; ``2L`` means 2·L).
@@ -49,8 +48,7 @@ DEFAULT_BRANCH_SCALE = "1"
 KINDS = ("mlp", "resmlp")
 NORM_TOKENS = {"preln": ("ln", "pre"), "postln": ("ln", "post"), "prerms": ("rms", "pre"), "postrms": ("rms", "post")}
 ARCH_HELP = ("mlp, resmlp, or '-'-joined tokens: a kind (mlp, resmlp), optionally a normalisation (preln, postln, "
-             "prerms, postrms), dropout dropP with keep probability P in (0, 1], and for a plain resmlp postact "
-             "(e.g. preln-resmlp, drop0.9-mlp)")
+             "prerms, postrms) and dropout dropP with keep probability P in (0, 1] (e.g. preln-resmlp, drop0.9-mlp)")
 BRANCH_HELP = "a number >= 0 or an expression in the depth L such as 1/sqrt(L), 1/sqrt(2L) or L^(-1/2)"
 
 
@@ -62,7 +60,6 @@ class ArchSpec:
     norm: str = ""  # "", "ln", "rms"
     norm_at: str = "pre"  # "pre" or "post"
     keep_prob: float = 1.0  # dropout keep probability on each hidden weight's input
-    post_act: bool = False  # resmlp: the skip carries φ(zˡ⁻¹)
 
     @property
     def text(self) -> str:
@@ -71,8 +68,6 @@ class ArchSpec:
         if self.keep_prob < 1:
             parts.append("drop" + _num(self.keep_prob))
         parts.append(self.kind)
-        if self.post_act:
-            parts.append("postact")
         return "-".join(parts)
 
     @property
@@ -92,7 +87,7 @@ def parse_arch(raw) -> ArchSpec:
 
     if not isinstance(raw, str) or not raw.strip():
         raise bad()
-    kind, norm, keep, post_act = None, None, None, False
+    kind, norm, keep = None, None, None
     for token in raw.strip().lower().split("-"):
         if token in KINDS and kind is None:
             kind = token
@@ -105,14 +100,12 @@ def parse_arch(raw) -> ArchSpec:
                 raise bad() from None
             if not (0 < keep <= 1):
                 raise bad()
-        elif token == "postact" and not post_act:
-            post_act = True
         else:
             raise bad()
-    if kind is None or (post_act and (kind != "resmlp" or norm is not None or (keep or 1.0) < 1)):
+    if kind is None:
         raise bad()
     n, at = norm or ("", "pre")
-    return ArchSpec(kind, n, at, 1.0 if keep is None else keep, post_act)
+    return ArchSpec(kind, n, at, 1.0 if keep is None else keep)
 
 
 # --- branch scale expressions -----------------------------------------------------------------------
@@ -247,16 +240,32 @@ class Network:
                        q_in: float = 1.0) -> Array:
         """ln of Theorem 1.1's E‖∂J/∂Wˡ‖² ≈ N_l·E[(∂J/∂uˡ)²]·N_{l-1}·E[(hˡ)²], l = 1..L."""
         widths = np.asarray(widths, dtype=float)
+        out = np.log(widths[1:]) + log_q_tilde + np.log(widths[:-1]) + self.log_h_trajectory(log_q, q_in)
+        du = self.log_du_trajectory(log_q, s_in, sigma_b2, widths)
+        return out if du is None else out + du
+
+    def log_h_trajectory(self, log_q: Array, q_in: float = 1.0) -> Array:
+        """ln E[(hˡ)²] of each weight's input, l = 1..L, from the forward trajectory."""
         log_h = np.empty(self.depth)
-        prev = np.concatenate([[0.0], np.asarray(log_q, dtype=float)[:-1]])
+        prev = self._inputs(log_q)
         for a, b in self.runs():
             log_h[a:b] = self.blocks[a].log_h(prev[a:b], q_in)
-        out = np.log(widths[1:]) + log_q_tilde + np.log(widths[:-1]) + log_h
-        du = [self.blocks[a].log_du_run(prev[a:b], np.asarray(s_in, dtype=float)[a:b], sigma_b2,
-                                        np.asarray(widths)[a:b + 1]) for a, b in self.runs()]
-        if any(d is not None for d in du):
-            out = out + np.concatenate([np.zeros(b - a) if d is None else d for (a, b), d in zip(self.runs(), du)])
-        return out
+        return log_h
+
+    def log_du_trajectory(self, log_q: Array, s_in: Array, sigma_b2: float, widths: Array) -> Array | None:
+        """ln(E[(∂J/∂uˡ)²]/q̃ˡ), l = 1..L; None when ∂J/∂uˡ = δˡ at every layer (dense blocks)."""
+        prev = self._inputs(log_q)
+        s_in = np.asarray(s_in, dtype=float)
+        widths = np.asarray(widths)
+        du = [self.blocks[a].log_du_run(prev[a:b], s_in[a:b], sigma_b2, widths[a:b + 1]) for a, b in self.runs()]
+        if all(d is None for d in du):
+            return None
+        return np.concatenate([np.zeros(b - a) if d is None else d for (a, b), d in zip(self.runs(), du)])
+
+    @staticmethod
+    def _inputs(log_q: Array) -> Array:
+        """ln q of each block's input (block 1's entry, the input layer's, is unused)."""
+        return np.concatenate([[0.0], np.asarray(log_q, dtype=float)[:-1]])
 
     def _per_block(self, hook: str, log_q, s_in, sigma_b2, widths, s_out) -> Array:
         """A backward hook per block l = 1..L at its input variance qˡ⁻¹ (block 1's entry is unused)."""
@@ -314,7 +323,7 @@ def build(arch: str, act: Activation, depth: int, branch_scale_text: str = DEFAU
     spec = parse_arch(arch)
     common = dict(act=act, norm=spec.norm, norm_at=spec.norm_at, keep_prob=spec.keep_prob)
     if spec.residual:
-        hidden: Block = Residual(**common, alpha=branch_scale(branch_scale_text, depth), post_act=spec.post_act)
+        hidden: Block = Residual(**common, alpha=branch_scale(branch_scale_text, depth))
     else:
         hidden = Dense(**common)
     return Network((Dense(None),) + (hidden,) * (depth - 1), spec.text)

@@ -5,14 +5,9 @@ Pre-activation (ResNet v2, the MLP block of a pre-LN Transformer with one weight
     zˡ = zˡ⁻¹ + α·(Wˡ hˡ + bˡ),   hˡ = drop_p(φ(norm(zˡ⁻¹)))            (norm: pre-LN, optional)
     zˡ = norm(zˡ⁻¹ + α·(Wˡ hˡ + bˡ))                                    (post-LN)
 
-Post-activation (the skip carries the activated stream, ResNet v1's order)::
-
-    zˡ = φ(zˡ⁻¹) + α·(Wˡ φ(zˡ⁻¹) + bˡ)
-
 Backward (one input; δ = ∂J/∂z)::
 
-    pre:   δˡ⁻¹ = δˡ + α·J_branchᵀ(Wˡ)ᵀ δˡ,       ∂J/∂Wˡ = α·δˡ·(hˡ)ᵀ
-    post-act: δˡ⁻¹ = φ'(zˡ⁻¹) ⊙ (δˡ + α·(Wˡ)ᵀ δˡ)
+    δˡ⁻¹ = δˡ + α·J_branchᵀ(Wˡ)ᵀ δˡ,       ∂J/∂Wˡ = α·δˡ·(hˡ)ᵀ
 
 with J_branch = diag(m/p)·diag(φ')·J_norm. The branch scale α (``--branch-scale``) is a number;
 α = 0 is SkipInit (the block is the identity at initialisation and ∂J/∂Wˡ = 0), 1/√L the usual
@@ -20,12 +15,11 @@ depth scaling, 1/√(2L) GPT-2's on the output projection.
 
 Mean-field maps (s_in = σ_w²N_{l-1}, s_out = σ_w²N_l; V, G as in :mod:`hevar.meanfield.theory`)::
 
-    pre:      qˡ = qˡ⁻¹ + α²(s_in·E[h²] + σ_b²),          q̃ˡ⁻¹ = q̃ˡ·(1 + α²·s_out·χ_h(qˡ⁻¹))
-    post-act: qˡ = (1 + α²s_in)·V(qˡ⁻¹) + α²σ_b²,       q̃ˡ⁻¹ = q̃ˡ·G(qˡ⁻¹)·(1 + α²s_out)
+    qˡ = qˡ⁻¹ + α²(s_in·E[h²] + σ_b²),          q̃ˡ⁻¹ = q̃ˡ·(1 + α²·s_out·χ_h(qˡ⁻¹))
 
-with E[h²] = V(q')/p and χ_h = G(q')/p·(N−k)/(N·qˡ⁻¹)^[pre-norm] the branch's pieces
+with E[h²] = V(q')/p and χ_h = G(q')/p (divided by qˡ⁻¹ behind a pre-norm) the branch's pieces
 (:mod:`hevar.blocks.base`); post-LN sets qˡ = 1 and multiplies the backward factor by
-(N − 2)/(N·q_y), q_y the pre-norm map's value. For ReLU without normalisation, dropout or bias
+1/q_y, q_y the pre-norm map's value. For ReLU without normalisation, dropout or bias
 q̃ grows by 1 + α²·σ_w²N/2 per block: 2 per block at α = 1 and σ_w²N = 2, which is the
 log10(q̃¹/q̃ᴸ) = (L − 1)·log10 2 of a depth-L residual MLP.
 
@@ -33,6 +27,12 @@ Assumptions. The forward map has no cross term because Wˡ (zero mean) is indepe
 E[zˡ⁻¹·Wˡhˡ] = 0 exactly. The backward one drops the cross term E[δˡ·(Wˡ)ᵀ…δˡ], which is zero
 under the gradient-independence assumption (the Wˡ of the backward pass independent of the
 forward's); at finite width it is O(1/N) per block, and the Monte Carlo test measures it.
+
+Not here: the post-activation order of ResNet v1, zˡ = φ(zˡ⁻¹) + α(Wˡφ(zˡ⁻¹) + bˡ). Its skip carries
+φ(zˡ⁻¹), which for ReLU is non-negative, so zˡ is not Gaussian from layer 3 on and V(q), G(q) of a
+Gaussian no longer give E[φ(zˡ)²]: a Monte Carlo run (N = 512, α = 0.5, σ_w²N = 2) put the
+Gaussian map's qˡ off by a factor 1.8 at l = 3 and 30 at l = 8. It needs the stream's distribution,
+not its variance, and is left out rather than shipped with a wrong map.
 """
 
 from __future__ import annotations
@@ -46,25 +46,21 @@ import numpy as np
 from hevar.blocks import norm as norms
 from hevar.blocks.base import Block, log_alpha_of, log_b_of
 from hevar.engine.stacked import StackedPass, colsq, normalise_terms
-from hevar.meanfield import theory
 
 Array = np.ndarray
 
 
 @dataclass(frozen=True)
 class Residual(Block):
-    """zˡ = zˡ⁻¹ + α·(Wˡhˡ + bˡ) (``post_act``: φ(zˡ⁻¹) + α·(Wˡφ(zˡ⁻¹) + bˡ)); needs N_{l-1} = N_l."""
+    """zˡ = zˡ⁻¹ + α·(Wˡhˡ + bˡ), optionally normalised after (post-norm); needs N_{l-1} = N_l."""
 
     alpha: float = 1.0  # branch scale α, dimensionless (0: SkipInit)
-    post_act: bool = False  # the skip carries φ(zˡ⁻¹) instead of zˡ⁻¹
 
     n_buffers: ClassVar[int] = 3  # the stream, hˡ and uˡ = Wˡhˡ at once
 
     def __post_init__(self):
         if self.act is None:
             raise ValueError("a residual block needs an activation")
-        if self.post_act and (self.norm or self.keep_prob < 1):
-            raise ValueError("the post-activation residual block takes no normalisation or dropout")
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise ValueError(f"branch scale must be finite and >= 0, got {self.alpha}")
 
@@ -75,22 +71,19 @@ class Residual(Block):
     def spec(self) -> str:
         parts = [f"{self.norm_at}{self.norm}"] if self.norm else []
         parts += [f"drop{self.keep_prob:g}"] if self.keep_prob < 1 else []
-        parts += ["res"] + (["postact"] if self.post_act else [])
+        parts += ["res"]
         return "-".join(parts) + f"(alpha={self.alpha:.6g})"
 
     # --- engine -----------------------------------------------------------------------------------
 
     def forward(self, ctx: StackedPass, l: int, z: Array, t: Array) -> tuple[Array, Array]:
         n = ctx.widths[l]
-        h, h_scale, kept = self.branch_forward(ctx, l, z, t, consume=self.post_act)
+        h, h_scale, kept = self.branch_forward(ctx, l, z, t, consume=False)
         u = ctx.take(n)
         with np.errstate(over="ignore", invalid="ignore"):
             np.matmul(ctx.weights.get(l), h, out=u)
-        if self.post_act:
-            skip, skip_log = h, h_scale  # the skip carries φ(zˡ⁻¹): h's buffer becomes the stream
-        else:
-            skip, skip_log = z, t
-            ctx.give(h)
+        skip, skip_log = z, t
+        ctx.give(h)
         log_alpha = log_alpha_of(self.alpha)
         logs = [skip_log, h_scale + ctx.log_w[:, l - 1] + log_alpha]
         if ctx.has_bias:
@@ -127,13 +120,6 @@ class Residual(Block):
         v = ctx.take(ctx.widths[l - 1])
         np.matmul(ctx.weights.get(l).T, d, out=v)
         d3, v3 = ctx.per_config(d), ctx.per_config(v)
-        if self.post_act:
-            coefs, top = normalise_terms([np.zeros(ctx.K), log_alpha + ctx.log_w[:, l - 1]])
-            np.multiply(v3, coefs[1].astype(ctx.dt)[None, :, None], out=v3)
-            np.add(v3, d3 * coefs[0].astype(ctx.dt)[None, :, None], out=v3)
-            ctx.kernel(self.act).backward(v, kept["dphi"])
-            ctx.give(d)
-            return v, ctx.settle_backward(l - 1, v, s + top)
         extra = self.branch_backward(ctx, v, kept)
         log_v = log_alpha + ctx.log_w[:, l - 1] + (0.0 if extra is None else extra)
         coefs, top = normalise_terms([np.zeros(ctx.K), log_v])
@@ -148,14 +134,6 @@ class Residual(Block):
     def reference(self, W: Array, b: Array, z: Array, mask: Array | None):
         """(zˡ, hˡ, vjp) for one configuration, vjp: δˡ ↦ (δˡ⁻¹, ∂J/∂uˡ)."""
         a = self.alpha
-        if self.post_act:
-            h = self.act.phi(z)
-            y = h + a * (W @ h + b[:, None])
-
-            def vjp(delta: Array):
-                return self.act.dphi(z) * (delta + a * (W.T @ delta)), a * delta
-
-            return y, h, vjp
         h, back = self.reference_branch(z, mask)
         y = z + a * (W @ h + b[:, None])
         out = norms.reference_forward(self.norm, y) if self.post_norm else y
@@ -176,10 +154,6 @@ class Residual(Block):
         log_q_prev = np.asarray(log_q_prev, dtype=float)
         log_s = np.log(np.asarray(s_in, dtype=float))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if self.post_act:
-                log_v = (np.log(theory.V(self.act, 1.0)) + log_q_prev if self.act.homogeneous
-                         else np.log(theory.V(self.act, np.exp(log_q_prev))))
-                return np.logaddexp(log_v + np.logaddexp(0.0, a2 + log_s), a2 + log_b)
             return np.logaddexp(log_q_prev, a2 + np.logaddexp(log_s + self.log_h(log_q_prev), log_b))
 
     def log_q_run(self, log_q_prev, s_in, sigma_b2, widths, q_in=1.0):
@@ -195,12 +169,9 @@ class Residual(Block):
         log_s = np.log(np.asarray(s_out, dtype=float))
         widths = np.asarray(widths)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if self.post_act:
-                g = np.log(theory.G(self.act, np.exp(log_q_prev)))
-                return g + np.logaddexp(0.0, a2 + log_s)
-            out = np.logaddexp(0.0, a2 + log_s + self.log_branch_chi(log_q_prev, int(widths[0])))
+            out = np.logaddexp(0.0, a2 + log_s + self.log_branch_chi(log_q_prev))
             if self.post_norm:
-                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(widths[-1]))
+                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
         return out
 
     def log_du_run(self, log_q_prev, s_in, sigma_b2, widths):
@@ -208,5 +179,5 @@ class Residual(Block):
         out = np.full(len(np.asarray(log_q_prev).reshape(-1)), a2)
         if self.post_norm:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2), int(np.asarray(widths)[-1]))
+                out = out + self.log_post(self._log_q_y(log_q_prev, s_in, sigma_b2))
         return out

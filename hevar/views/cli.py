@@ -139,7 +139,7 @@ def sweep(
     arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
         help="Architecture of layers 2..L (layer 1 is the dense input layer): mlp, resmlp (zˡ = zˡ⁻¹ + α·(Wˡφ(zˡ⁻¹) + bˡ)), "
         "preln-resmlp, postln-resmlp, or '-'-joined tokens: mlp|resmlp, preln|postln|prerms|postrms, dropP (keep "
-        "probability P), postact. [default: mlp]"),
+        "probability P). [default: mlp]"),
     branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
         help="Residual branch scale α: a number >= 0 (0 is SkipInit) or an expression in the depth L, e.g. 1/sqrt(L), "
         "1/sqrt(2L). [default: 1]"),
