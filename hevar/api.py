@@ -59,6 +59,10 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     from hevar.experiments import executors, resources, runner
     from hevar.experiments.config import SweepConfig, build_config, parse_jobs, read_preset
 
+    if isinstance(widths, str) and not widths.strip():  # as --widths "": a mistake, not "no profile"
+        from hevar.engine.init import parse_widths
+
+        parse_widths(widths)
     acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
     flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, batch=batch,
                  seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist, arch=arch, branch_scale=branch_scale)

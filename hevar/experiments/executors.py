@@ -49,9 +49,10 @@ import signal
 import threading
 import time
 import uuid
+from asyncio import CancelledError
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from hevar.errors import UsageError
+from hevar.errors import Fault, UsageError
 
 Item = TypeVar("Item")
 
@@ -165,10 +166,7 @@ class LocalProcesses:
                 for future in done:
                     yield in_flight.pop(future), future.result()
         except cf.process.BrokenProcessPool:
-            raise UsageError(
-                "A worker process died (out of memory?). Finished tasks are saved; "
-                "resume with fewer --jobs."
-            ) from None
+            raise Fault("A worker process died (out of memory?); use fewer --jobs.") from None
         finally:
             self._abandoned = bool(in_flight)
             for future in in_flight:
@@ -184,23 +182,33 @@ class DaskCluster:
     def __init__(self, address: str) -> None:
         self.address = address
         self._client = None
+        self._quiet: Callable[[], None] = lambda: None
 
     def __enter__(self) -> "DaskCluster":
         try:
             from distributed import Client
-            from distributed.comm import get_address_host_port
+            from distributed.comm import get_address_host_port, parse_address
+            from distributed.security import Security
         except ImportError:
             raise UsageError(
                 "The 'scheduler' parameter needs Dask, which is not installed: pip install 'hevar[dask]'."
             ) from None
+        bad = "The 'scheduler' parameter must be the address of a running Dask scheduler. Got '{}' instead ({})."
         try:
             get_address_host_port(self.address)  # a malformed address fails here, not in a half-built Client
-            self._client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            security = Security()  # TLS certificates, if any, from Dask's configuration
+            if parse_address(self.address)[0] in ("tls", "wss") and \
+                    security.get_connection_args("client").get("ssl_context") is None:
+                raise ValueError("a TLS address needs certificates in Dask's configuration: distributed.comm.tls.ca-file, "
+                                 "distributed.comm.tls.client.cert and .key")
+        except (ValueError, TypeError) as exc:
+            raise UsageError(bad.format(self.address, f"{type(exc).__name__}: {exc}")) from None
+        self._quiet = _quiet_dask_logs()
+        try:
+            self._client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise UsageError(
-                f"The 'scheduler' parameter must be the address of a running Dask scheduler. "
-                f"Got '{self.address}' instead ({type(exc).__name__}: {exc})."
-            ) from None
+            self._quiet()
+            raise UsageError(bad.format(self.address, f"{type(exc).__name__}: {exc}")) from None
         try:
             self._check_workers()
         except BaseException:
@@ -225,11 +233,22 @@ class DaskCluster:
 
     def __exit__(self, *exc: Any) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        try:
+            if client is not None:
+                try:
+                    client.close(timeout=CONNECT_TIMEOUT_S)
+                except (OSError, TimeoutError, RuntimeError):  # the scheduler is gone already: nothing to close
+                    pass
+        finally:
+            self._quiet()
 
     def imap_unordered(self, fn: Callable[[Item], Any], items: Iterable[Item]) -> Iterator[tuple[Item, Any]]:
         from distributed import KilledWorker, as_completed
+
+        try:
+            from distributed.client import FutureCancelledError  # the scheduler went away under a future
+        except ImportError:  # pragma: no cover - older distributed: a plain CancelledError
+            FutureCancelledError = CancelledError
 
         client = self._client
         assert client is not None, "use DaskCluster as a context manager"
@@ -249,31 +268,54 @@ class DaskCluster:
             in_flight[future] = item
             return future
 
-        first = [f for f in (submit() for _ in range(window)) if f is not None]
-        stream = as_completed(first, loop=client.loop)
         try:
+            first = [f for f in (submit() for _ in range(window)) if f is not None]
+            stream = as_completed(first, loop=client.loop)
             for future in stream:
                 item = in_flight.pop(future)
                 try:
                     result = future.result()
                 except KilledWorker:
-                    raise UsageError(
-                        f"Dask workers kept dying while running {item} (out of memory?). Finished tasks are "
-                        "saved; give the workers more memory, then resume."
-                    ) from None
+                    raise Fault(f"Dask workers kept dying while running {item} (out of memory?); give the workers "
+                                "more memory.") from None
                 nxt = submit()
                 if nxt is not None:
                     stream.add(nxt)
                 yield item, result
+        except (OSError, TimeoutError, CancelledError, FutureCancelledError) as exc:  # CommClosedError is an OSError
+            in_flight.clear()
+            raise Fault(f"Lost the Dask scheduler at {self.address} ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}).") from None
         finally:
             if in_flight:
-                client.cancel(list(in_flight))
+                try:
+                    client.cancel(list(in_flight))
+                except (OSError, TimeoutError, CancelledError, RuntimeError):
+                    pass
 
     def describe(self) -> str:
         return f"Dask cluster at {self.address}"
 
 
 _END: Any = object()
+
+
+def _quiet_dask_logs() -> Callable[[], None]:
+    """Keep Dask's own error logs (tracebacks of a lost connection) off the terminal while hevar
+    reports the failure in one line; returns the function that restores them."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.core",
+                                                    "distributed.comm", "distributed.batched")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+
+    def restore() -> None:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+    return restore
 
 
 def open_executor(jobs: int | None = None, scheduler: str | None = None) -> Serial | LocalProcesses | DaskCluster:

@@ -27,6 +27,10 @@ CONFIG_UNITS = {"sigma_w2": "σ_w²·N, units of 1/N as given to --sigma-w2 (the
                 "their sigma_w2_n this value)", "sigma_b2": "raw σ_b²"}
 
 
+# Keys every manifest's config has had (widths, mode and dist came later; their defaults are what ran before).
+MANIFEST_CONFIG_KEYS = frozenset({"act", "depth", "sigma_w2", "sigma_b2", "seeds", "batch", "seed", "dtype"})
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -65,8 +69,15 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
                          "instead.", param="resume")
     if manifest is None:
         return cfg, None
+    recorded = manifest["config"]
+    required = MANIFEST_CONFIG_KEYS | (set() if recorded.get("widths") else {"width"})
+    missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig().to_dict()) - {"width"})
+    if missing or unknown:
+        raise UsageError(f"The run folder's manifest '{Path(run_dir) / store.MANIFEST}' is damaged: its 'config' "
+                         + (f"has no {', '.join(map(repr, missing))}" if missing else
+                            f"has unknown key(s) {', '.join(map(repr, unknown))}") + ".", param=name)
     try:
-        previous = build_config(manifest["config"])
+        previous = build_config(recorded)
     except UsageError as exc:
         raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
     made_by = manifest.get("hevar", "an unknown version")
@@ -149,7 +160,7 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
         base.update({
             **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
             "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],
-            "started": manifest["started"] if manifest else started, "finished": None,
+            "started": manifest.get("started", started) if manifest else started, "finished": None,
             "attempts": attempts + [attempt],
         })
 

@@ -202,6 +202,8 @@ def read_frame(source: Path | bytes):
     what = "table" if isinstance(source, bytes) else f"'{source}'"
     try:
         text = source.decode() if isinstance(source, bytes) else Path(source).read_text()
+        if text and not text.endswith("\n"):
+            raise UsageError(f"{what} is damaged: truncated (its last line is cut off).")
         header = next(csv.reader(io.StringIO(text)), [])
         return pd.read_csv(io.StringIO(text), dtype={c: str for c in header if c in STRING_COLUMNS},
                            keep_default_na=False, na_values={c: [""] for c in header if c not in STRING_COLUMNS})
@@ -238,6 +240,8 @@ def read_table(path: Path, required: Sequence[str] = ()) -> dict[str, np.ndarray
         raise UsageError(f"The run folder is missing '{path.name}'. Expected it at {path}.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Cannot read '{path}': {exc}.") from None
+    if text and not text.endswith("\n"):  # csv_bytes ends every line, the last one too
+        raise UsageError(f"'{path}' is damaged: truncated (its last line is cut off).")
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -275,6 +279,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         summary = read_table(run_dir / "summary.csv", KEY_COLUMNS + ("chi_hat", "sigma_w2_n_crit"))
         theory_path = run_dir / "theory.csv"
         theory = read_table(theory_path, THEORY_COLUMNS) if theory_path.exists() else None
+        _check_layers_match_summary(run_dir, layers, summary)
     except UsageError as exc:
         unfinished = not (run_dir / "layers.csv").exists() and (run_dir / MANIFEST).is_file() \
             and (run_dir / POINTS).is_dir()
@@ -290,6 +295,27 @@ def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:
     if not path.exists():
         return None
     return read_table(path, ("curve_id", "kind", "sigma_w2_n_cross", "sigma_w2_n_cross_lo", "sigma_w2_n_cross_hi"))
+
+
+def _check_layers_match_summary(run_dir: Path, layers: Mapping[str, np.ndarray], summary: Mapping[str, np.ndarray]) -> None:
+    """``layers.csv`` holds layers 1..L of every configuration of ``summary.csv`` and nothing else: a
+    file cut at a line boundary, or edited, shows here (tables without ``config_id`` values are not checked)."""
+    if "config_id" not in layers or "config_id" not in summary or not (
+            np.all(layers["config_id"] != "") and np.all(summary["config_id"] != "")):
+        return
+    ids, counts = np.unique(layers["config_id"].astype(str), return_counts=True)
+    in_layers = dict(zip(ids, counts))
+    depth_of = dict(zip(summary["config_id"].astype(str), summary["depth"]))
+    for cid, depth in depth_of.items():
+        if in_layers.get(cid, 0) != depth:
+            raise UsageError(f"'{Path(run_dir) / 'layers.csv'}' is damaged: configuration {cid} has "
+                             f"{in_layers.get(cid, 0)} layer rows, and its depth in summary.csv is {depth:g}.")
+    extra = sorted(set(in_layers) - set(depth_of))
+    if extra or len(depth_of) != len(summary["config_id"]):
+        raise UsageError(f"'{Path(run_dir) / 'summary.csv'}' is damaged: it does not list each configuration of "
+                         f"layers.csv once ({len(extra)} missing, e.g. {extra[0] if extra else 'a repeat'}).")
+    if layers["layer"].size and not (np.all(layers["layer"] >= 1) and np.all(layers["layer"] <= layers["depth"])):
+        raise UsageError(f"'{Path(run_dir) / 'layers.csv'}' is damaged: a layer outside 1..depth.")
 
 
 def read_seeds(run_dir: Path) -> dict[str, np.ndarray] | None:
@@ -328,15 +354,16 @@ def prepare_run_dir(path: Path, name: str = "out") -> Path:
     unrelated folder. On failure nothing this call created is left behind.
     """
     path = Path(path)
-    if path.is_dir() and not (path / MANIFEST).exists():
-        foreign = sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
-        if foreign:
-            raise UsageError(
-                f"The '{name}' parameter must be a new folder, an empty one or a hevar run folder. Got '{path}' "
-                f"instead (it holds {', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}).", param=name
-            )
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    try:
+    missing: list[Path] = []
+    try:  # any OSError, from a name longer than the file system allows to a read-only disk
+        if path.is_dir() and not (path / MANIFEST).exists():
+            foreign = sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
+            if foreign:
+                raise UsageError(
+                    f"The '{name}' parameter must be a new folder, an empty one or a hevar run folder. Got '{path}' "
+                    f"instead (it holds {', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}).", param=name
+                )
+        missing = [p for p in (path, *path.parents) if not p.exists()]
         (path / POINTS).mkdir(parents=True, exist_ok=True)
         missing.insert(0, path / POINTS)
         probe = path / ".write-test"
@@ -356,7 +383,7 @@ def prepare_run_dir(path: Path, name: str = "out") -> Path:
 
 
 # What the code reads of a manifest: key → (allowed types, required).
-MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), False), "started": ((str,), False),
+MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), True), "started": ((str,), False),
                  "finished": ((str, type(None)), False), "attempts": ((list,), False)}
 
 

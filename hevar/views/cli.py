@@ -18,6 +18,7 @@ from rich.table import Table
 from hevar import __version__
 from hevar.errors import (EXIT_BUG, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_USAGE, Fault, UsageError,
                           watch_interrupts)
+from hevar.engine import init
 from hevar.experiments import executors, resources, runner, sweep as sweep_mod
 from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
                                       parse_sigma_w2, read_preset)
@@ -171,6 +172,8 @@ def sweep(
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist,
                  arch=arch, branch_scale=branch_scale)
+    if widths is not None and not widths.strip():  # an empty profile is a mistake, not "no profile"
+        init.parse_widths(widths)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
@@ -201,10 +204,13 @@ def sweep(
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
                                  on_progress=on_progress, option="resume" if resume is not None else "out")
         except BaseException:
-            progress.live.transient = True  # the message is the last word, not a half-filled bar
+            if bar:  # the message is the last word, not a half-filled bar
+                progress.live.transient = True
+                progress.live.stop()
             raise
-        finally:
-            progress.stop()
+        else:
+            if bar:
+                progress.stop()
     except runner.Interrupted as stop:
         err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
