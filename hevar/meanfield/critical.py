@@ -13,7 +13,7 @@ import numpy as np
 from scipy import optimize
 
 from hevar.meanfield.activations import Activation
-from hevar.meanfield.fixedpoints import chi1_curve, fixed_points, phase, q_fixed_point
+from hevar.meanfield.fixedpoints import chi1_curve, fixed_points, phase, q_fixed_point, saddle_nodes
 from hevar.meanfield.moments import G, limits
 
 Array = np.ndarray
@@ -150,15 +150,21 @@ def _phases(act: Activation, s: float, sigma_b2: float, q_in: float) -> str:
 def _jump_label(act: Activation, sigma_b2: float, q_in: float, s: float,
                 chi_lo: float, q_lo: float, chi_hi: float, q_hi: float) -> str:
     lim = limits(act)
+    fold = [p for p in saddle_nodes(act, sigma_b2) if math.isclose(p.sigma_w2_n, s, rel_tol=1e-8)]
+    if fold:
+        why = (f"where the fixed point reached merges with an unstable one and both vanish (a saddle-node at "
+               f"q = {fold[0].q:.6g})")
+    else:
+        why = f"where q¹ = {_fmt(s * q_in + sigma_b2)} crosses into another basin"
     text = (f"χ₁ jumps from {chi_lo:.4g} (q* = {_fmt(q_lo)}) to {chi_hi:.4g} (q* = {_fmt(q_hi)}) at "
-            f"σ_w²·N = {s:.6g}, where q¹ = {_fmt(s * q_in + sigma_b2)} crosses into another basin; "
+            f"σ_w²·N = {s:.6g}, {why}; "
             f"no σ_w²·N gives χ₁ = 1 at the fixed point reached from q_in = {q_in:g}.")
     notes = []
     if sigma_b2 == 0 and lim.phi0 == 0 and lim.g0 > 0:
         notes.append(f"q* = 0 becomes marginal at σ_w²·N = 1/G(0⁺) = {1 / lim.g0:.6g}")
     if lim.g_inf > 0:
         notes.append(f"q* = ∞ at σ_w²·N = 1/G(∞) = {1 / lim.g_inf:.6g}")
-    unstable = [p for p in fixed_points(act, s, sigma_b2) if 0 < p.q < math.inf and not p.stable]
+    unstable = [p for p in fixed_points(act, s, sigma_b2) if 0 < p.q < math.inf and not p.stable and not fold]
     if unstable:
         notes.append("unstable fixed point(s) there: "
                      + ", ".join(f"q = {p.q:.4g} (χ₁ = {p.chi1:.4g})" for p in unstable))

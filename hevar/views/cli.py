@@ -275,8 +275,12 @@ def theory_command(
         head.add_row("χ₁", _num(report["chi1"]))
         head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
         head.add_row("phase", report["phase"])
-        head.add_row("fixed points", ", ".join(f"{_num(p['q'])} ({'stable' if p['stable'] else 'unstable'})"
-                                               for p in report["fixed_points"]) or "—")
+        head.add_row("fixed points", ", ".join(
+            f"{_num(p['q'])} ({'saddle-node' if p['saddle_node'] else 'stable' if p['stable'] else 'unstable'})"
+            for p in report["fixed_points"]) or "—")
+    for p in report["saddle_nodes"]:
+        head.add_row("saddle-node at σ_w²·N", f"{p['sigma_w2_n']:.7g} (q = {p['q']:.4g}; pair "
+                     f"{'below' if p['pair_below'] else 'above'})")
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
     if not report["layers"]:
