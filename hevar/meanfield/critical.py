@@ -13,8 +13,8 @@ import numpy as np
 from scipy import optimize
 
 from hevar.meanfield.activations import Activation
-from hevar.meanfield.fixedpoints import chi1_curve, fixed_points, phase, q_fixed_point
-from hevar.meanfield.moments import G, limits
+from hevar.meanfield.fixedpoints import _illinois, chi1_curve, fixed_points, phase, q_fixed_point, saddle_nodes
+from hevar.meanfield.moments import V_RTOL, G, V, dV, limits
 
 Array = np.ndarray
 
@@ -150,16 +150,201 @@ def _phases(act: Activation, s: float, sigma_b2: float, q_in: float) -> str:
 def _jump_label(act: Activation, sigma_b2: float, q_in: float, s: float,
                 chi_lo: float, q_lo: float, chi_hi: float, q_hi: float) -> str:
     lim = limits(act)
+    fold = [p for p in saddle_nodes(act, sigma_b2) if math.isclose(p.sigma_w2_n, s, rel_tol=1e-8)]
+    if fold:
+        why = (f"where the fixed point reached merges with an unstable one and both vanish (a saddle-node at "
+               f"q = {fold[0].q:.6g})")
+    else:
+        why = f"where q¹ = {_fmt(s * q_in + sigma_b2)} crosses into another basin"
     text = (f"χ₁ jumps from {chi_lo:.4g} (q* = {_fmt(q_lo)}) to {chi_hi:.4g} (q* = {_fmt(q_hi)}) at "
-            f"σ_w²·N = {s:.6g}, where q¹ = {_fmt(s * q_in + sigma_b2)} crosses into another basin; "
+            f"σ_w²·N = {s:.6g}, {why}; "
             f"no σ_w²·N gives χ₁ = 1 at the fixed point reached from q_in = {q_in:g}.")
     notes = []
     if sigma_b2 == 0 and lim.phi0 == 0 and lim.g0 > 0:
         notes.append(f"q* = 0 becomes marginal at σ_w²·N = 1/G(0⁺) = {1 / lim.g0:.6g}")
     if lim.g_inf > 0:
         notes.append(f"q* = ∞ at σ_w²·N = 1/G(∞) = {1 / lim.g_inf:.6g}")
-    unstable = [p for p in fixed_points(act, s, sigma_b2) if 0 < p.q < math.inf and not p.stable]
+    unstable = [p for p in fixed_points(act, s, sigma_b2) if 0 < p.q < math.inf and not p.stable and not fold]
     if unstable:
         notes.append("unstable fixed point(s) there: "
                      + ", ".join(f"q = {p.q:.4g} (χ₁ = {p.chi1:.4g})" for p in unstable))
     return text + (" (" + "; ".join(notes) + ".)" if notes else "")
+
+
+# --- the whole critical line: every fixed point with χ₁ = 1, stable or not -------------------------
+
+_Q_LINE = np.geomspace(1e-8, 1e8, 1601)  # q* scanned along the critical line (100 points per decade)
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A point of the critical line: a fixed point q* of q ↦ s·V(q) + σ_b² at which χ₁ = s·G(q*) = 1."""
+
+    sigma_b2: float  # σ_b² = q* − V(q*)/G(q*)
+    sigma_w2_n: float  # s = 1/G(q*)
+    q_star: float  # the fixed point
+    slope: float  # the q-map's slope there, s·V'(q*) = V'(q*)/G(q*): < 1 stable, > 1 unstable
+    stable: bool  # slope < 1: a network can settle there (from q¹ in its basin)
+
+
+def critical_line(act: Activation, q: Array | None = None) -> dict[str, Array]:
+    """The critical line χ₁ = 1 traced by its fixed point q*, stable and unstable branches together.
+
+    At a fixed point q* = s·V(q*) + σ_b², χ₁ = s·G(q*) = 1 fixes s = 1/G(q*) and then
+    σ_b² = q* − V(q*)/G(q*): one point of the (σ_w²·N, σ_b²) plane per q*, with the q-map's slope
+    s·V'(q*) = V'(q*)/G(q*) telling the stable branch (< 1) from the unstable one (> 1). Only
+    σ_b² ≥ 0 is kept. For odd φ the line starts at (1/G(0), 0) as q* → 0 (tanh, erf); for φ growing
+    linearly it tends to s = 1/G(∞) as q* → ∞. Positively homogeneous φ have the vertical line
+    s = 1/G(1), on which every q* is a fixed point only at σ_b² = 0 (here: empty arrays).
+
+    Parameters
+    ----------
+    act : Activation
+    q : array, optional
+        q* values to trace (default: 100 per decade on [1e-8, 1e8]).
+
+    Returns
+    -------
+    dict of arrays ``q_star``, ``sigma_b2``, ``sigma_w2_n``, ``slope``, ``stable`` (bool), same length
+    """
+    if act.homogeneous:
+        empty = np.empty(0)
+        return dict(q_star=empty, sigma_b2=empty, sigma_w2_n=empty, slope=empty, stable=empty.astype(bool))
+    q = _Q_LINE if q is None else np.asarray(q, dtype=float)
+    v, g, dv = V(act, q), G(act, q), dV(act, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b2, s, slope = q - v / g, 1.0 / g, dv / g
+    keep = np.isfinite(b2) & np.isfinite(s) & (b2 >= 0)
+    return dict(q_star=q[keep], sigma_b2=b2[keep], sigma_w2_n=s[keep], slope=slope[keep], stable=slope[keep] < 1)
+
+
+def critical_points(act: Activation, sigma_b2: float) -> tuple[CriticalPoint, ...]:
+    """Every fixed point with χ₁ = 1 at this σ_b², in increasing q*, with its stability.
+
+    The roots in q of k(q) = q − V(q)/G(q) − σ_b² (see :func:`critical_line`): sign changes of k,
+    resolved beyond its rounding error, on 100 points per decade of q ∈ [1e-8, 1e8], refined by
+    regula falsi in ln q. Unlike :func:`critical_sigma_w2_n`, which follows the fixed point a network
+    reaches, this lists unstable ones too (gelu, silu, mish with a bias: q¹ is pushed away from them).
+    The ends of the line (q* → 0 for σ_b² = 0 and odd φ, q* → ∞) are limits, not listed.
+
+    Parameters
+    ----------
+    act : Activation
+    sigma_b2 : float
+        σ_b² ≥ 0.
+
+    Returns
+    -------
+    tuple of CriticalPoint
+    """
+    if act.homogeneous:
+        return ()
+    q = _Q_LINE
+    v, g = V(act, q), G(act, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = q - v / g - sigma_b2
+        err = 8 * V_RTOL * np.abs(v / g) + 4 * np.finfo(float).eps * (q + sigma_b2)
+    sign = np.where(k > err, 1, np.where(k < -err, -1, 0))
+    idx = np.flatnonzero(sign)
+    flip = sign[idx[:-1]] != sign[idx[1:]]
+    lo, hi = idx[:-1][flip], idx[1:][flip]
+    if lo.size == 0:
+        return ()
+
+    def func(t, which):
+        qt = np.exp(t)
+        return qt - V(act, qt) / G(act, qt) - sigma_b2
+
+    roots = np.exp(_illinois(func, np.log(q[lo]), np.log(q[hi]), xtol=1e-15))
+    g_r, dv_r = G(act, roots), dV(act, roots)
+    return tuple(CriticalPoint(float(sigma_b2), float(1 / gr), float(r), float(d / gr), bool(d / gr < 1))
+                 for r, gr, d in zip(roots, g_r, dv_r))
+
+
+# --- the doubly critical point: χ₁ = 1 and q-map slope 1 together --------------------------------
+
+
+@dataclass(frozen=True)
+class DoublyCritical:
+    """(σ_w²·N, σ_b²) where χ₁ = s·G(q*) = 1 and the q-map slope s·V'(q*) = 1 at one fixed point."""
+
+    sigma_w2_n: float  # 1/G(q*) = 1/V'(q*)
+    sigma_b2: float  # q* − V(q*)/G(q*)
+    q_star: float  # the fixed point, where V'(q*) = G(q*)
+
+
+def doubly_critical(act: Activation) -> tuple[DoublyCritical, ...]:
+    """Every point where χ₁ = 1 and F'(q*) = 1 together, with σ_b² ≥ 0 (Roberts, Yaida & Hanin's χ∥ = χ⊥ = 1).
+
+    F'(q*) = s·V'(q*) = 1 and χ₁ = s·G(q*) = 1 give V'(q*) = G(q*), i.e. E[φ(z)φ''(z)] = 0 at
+    z ~ N(0, q*) (the heat equation gives V' = E[φ'² + φφ'']), then s = 1/G(q*) and
+    σ_b² = q* − V(q*)/G(q*). It is where the critical line meets the saddle-node line: the critical
+    fixed point is double there, and both the variance q and the gradients are marginal, so their
+    drift over the depth is slowest (power laws instead of exponentials). The roots of V' − G are
+    bracketed on 100 points per decade of q ∈ [1e-8, 1e8] (signs resolved beyond rounding) and
+    refined by regula falsi; points with σ_b² < 0 are dropped. gelu and silu have one with σ_b² > 0;
+    tanh (V' < G for every q > 0) and positively homogeneous φ (V' = G everywhere: degenerate, not
+    listed) have none.
+
+    Returns
+    -------
+    tuple of DoublyCritical, in increasing q*
+    """
+    if act.homogeneous:
+        return ()
+    q = _Q_LINE
+    v, g, dv = V(act, q), G(act, q), dV(act, q)
+    m = dv - g
+    err = 8 * V_RTOL * (np.abs(dv) + np.abs(g))
+    sign = np.where(m > err, 1, np.where(m < -err, -1, 0))
+    idx = np.flatnonzero(sign)
+    flip = sign[idx[:-1]] != sign[idx[1:]]
+    lo, hi = idx[:-1][flip], idx[1:][flip]
+    if lo.size == 0:
+        return ()
+    roots = np.exp(_illinois(lambda t, w: dV(act, np.exp(t)) - G(act, np.exp(t)), np.log(q[lo]), np.log(q[hi]),
+                             xtol=1e-15))
+    out = []
+    for r in roots:
+        gr = float(G(act, r))
+        b2 = float(r - V(act, r) / gr)
+        if b2 >= 0:
+            out.append(DoublyCritical(1.0 / gr, b2, float(r)))
+    return tuple(out)
+
+
+CRITICAL_LINE_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "gain", "q_star", "slope", "branch")
+DEFAULT_LINE_SIGMA_B2 = tuple(round(0.05 * k, 2) for k in range(21))  # σ_b² = 0, 0.05, …, 1
+
+
+def critical_line_rows(act: Activation, sigma_b2_values=DEFAULT_LINE_SIGMA_B2) -> list[dict]:
+    """Tidy rows of the critical line over σ_b² values: one per critical point (see :func:`critical_points`).
+
+    Columns :data:`CRITICAL_LINE_COLUMNS`: ``gain`` = √(σ_w²·N), ``slope`` the q-map's slope
+    s·V'(q*), ``branch`` "stable" or "unstable". Besides the finite points, the ends of the line
+    are rows of their own where they apply at that σ_b²: q* = 0 with σ_w²·N = 1/G(0⁺) (σ_b² = 0,
+    φ(0) = 0, slope G(0⁺)/G(0⁺) = 1 to first order, branch "q*->0") and q* = ∞ with σ_w²·N = 1/G(∞)
+    (branch "q*->inf"); a homogeneous φ gives one row, σ_w²·N = 1/G(1), branch "homogeneous".
+    """
+    rows = []
+    lim = limits(act)
+    for b in sigma_b2_values:
+        b = float(b)
+        if act.homogeneous:
+            s = 1.0 / float(G(act, 1.0))
+            rows.append(dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, gain=math.sqrt(s),
+                             q_star=math.nan if b == 0 else math.inf, slope=float(V(act, 1.0)) * s,
+                             branch="homogeneous"))
+            continue
+        if b == 0 and lim.phi0 == 0 and lim.g0 > 0:
+            s0 = 1.0 / lim.g0
+            rows.append(dict(activation=act.name, sigma_b2=b, sigma_w2_n=s0, gain=math.sqrt(s0), q_star=0.0,
+                             slope=1.0, branch="q*->0"))
+        for p in critical_points(act, b):
+            rows.append(dict(activation=act.name, sigma_b2=b, sigma_w2_n=p.sigma_w2_n, gain=math.sqrt(p.sigma_w2_n),
+                             q_star=p.q_star, slope=p.slope, branch="stable" if p.stable else "unstable"))
+        if lim.g_inf > 0 and math.isfinite(lim.g_inf):
+            s_inf = 1.0 / lim.g_inf
+            rows.append(dict(activation=act.name, sigma_b2=b, sigma_w2_n=s_inf, gain=math.sqrt(s_inf),
+                             q_star=math.inf, slope=1.0, branch="q*->inf"))
+    return rows

@@ -255,12 +255,19 @@ def _roots_and_saddles(act: Activation, s: float, sigma_b2: float, sign: Array) 
 def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint, ...]:
     """All fixed points of q ↦ F(q) = s·V(q) + σ_b², with their stability, in increasing q.
 
-    Finite fixed points are the sign changes of r(q) = ln(F(q)/q) on a grid of 10 points per decade in
-    q ∈ [1e-14, 1e14], refined to rounding. A grid point counts only where |r| exceeds its error bound
-    (V_RTOL relative in V plus a few ulps, see :func:`_log_ratio_error`); a sign change is between
-    consecutive such points, with any undecided points between them inside the bracket. So every
-    finite point listed is genuine, |F(q*) - q*| ≲ 1e-14·q*, but two fixed points closer than a grid
-    step, or a tangency where |r| never leaves its error band, can be missed. Listed besides:
+    Finite fixed points are the roots of r(t) = ln(F(q)/q), t = ln q, in q ∈ [1e-14, 1e14]. Method
+    (the one that cannot skip a pair): first every stationary point of r, the roots of
+    s·h(q) = σ_b² with h = q·V' − V (:func:`h`; h is monotone between V's inflection points, found
+    once per activation); r is monotone between consecutive stationary points, so each piece holds
+    at most one root, bracketed by the signs of r at its ends (the stationary points and a grid of 10
+    points per decade) and refined to rounding by regula falsi. Two fixed points, however close,
+    have a stationary point between them where r has the other sign, so both are found. A sign
+    counts only where |r| exceeds its error bound (V_RTOL relative in V plus a few ulps, see
+    :func:`_log_ratio_error`): every finite point listed is genuine, |F(q*) - q*| ≲ 1e-14·q*. A
+    stationary point where |r| is within that bound between ends of one sign is a tangency, listed
+    once with ``saddle_node`` True (slope 1 to rounding; it attracts from one side only, so
+    ``stable`` is False). What can still be missed: two stationary points of r within 1/100 decade
+    that straddle a root pair (a cusp, where three fixed points merge). Listed besides:
 
     - q* = 0 when it is one (σ_b² = 0 and φ(0) = 0); its slope is F'(0) = s·G(0⁺), χ₁ = s·G(0⁺);
     - q* = inf when F(q)/q → s·G(∞) > 1 beyond rounding, i.e. q diverges (attracting);
@@ -320,6 +327,70 @@ def fixed_points(act: Activation, s: float, sigma_b2: float) -> tuple[FixedPoint
     elif chi_inf > 1:
         points.append(FixedPoint(math.inf, chi_inf, True, chi_inf))
     return tuple(points)
+
+
+@dataclass(frozen=True)
+class SaddleNode:
+    """A σ_w²·N where two fixed points of the q-map merge and vanish (F touches the diagonal)."""
+
+    sigma_w2_n: float  # s at the saddle-node, 1/V'(q)
+    q: float  # the double fixed point
+    pair_below: bool  # True: the stable/unstable pair exists for σ_w²·N just below, False: just above
+    chi1: float  # s·G(q) at the double point
+
+
+def saddle_nodes(act: Activation, sigma_b2: float) -> tuple[SaddleNode, ...]:
+    """Every saddle-node of q ↦ s·V(q) + σ_b² for this σ_b², over q ∈ [1e-14, 1e14], in increasing q.
+
+    F(q) = q and F'(q) = s·V'(q) = 1 together give the parametric curve s = 1/V'(q),
+    σ_b² = q − V(q)/V'(q) = h(q)/V'(q). Since d/dq [h/V'] = V·V''/V'², h/V' is monotone where h is,
+    between the nodes of :func:`_h_table`, so each sign change of h/V' − σ_b² there is one
+    saddle-node, refined by regula falsi in ln q. At it r(t) = ln(F/q) has a double root; ∂r/∂s = V/F
+    > 0 raises r with s, so where r has a minimum there (r'' > 0, the pair lives where r dips below
+    0) the pair exists below the saddle-node's s, and above it where r has a maximum.
+
+    Positively homogeneous φ have none (F is affine).
+
+    Parameters
+    ----------
+    act : Activation
+    sigma_b2 : float
+        σ_b².
+
+    Returns
+    -------
+    tuple of SaddleNode
+    """
+    if act.homogeneous:
+        return ()
+    t, hv, err = _h_table(act)
+    q = np.exp(t)
+    dv = dV(act, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = hv / dv - sigma_b2
+        k_err = err / np.abs(dv) + 4 * V_RTOL * np.abs(hv / dv) + 4 * np.finfo(float).eps * sigma_b2
+    ok = np.isfinite(k) & (dv > 0)
+    # only resolved signs count: for σ_b² = 0 and φ ~ linear at ∞ (gelu) h/V' sinks into rounding for large q
+    sign = np.where(ok & (k > k_err), 1, np.where(ok & (k < -k_err), -1, 0))
+    idx = np.flatnonzero(sign)
+    flip = sign[idx[:-1]] != sign[idx[1:]]
+    lo, hi = idx[:-1][flip], idx[1:][flip]
+    exact: list[int] = []
+    out = []
+    if lo.size:
+        def func(x, which):
+            qx = np.exp(x)
+            return h(act, qx) / dV(act, qx) - sigma_b2
+        roots = list(np.exp(_illinois(func, t[lo], t[hi], xtol=1e-14)))
+    else:
+        roots = []
+    for qs in sorted(roots + [float(q[i]) for i in exact]):
+        s = 1.0 / float(dV(act, qs))
+        # the curvature of r at the double root: r'' ∝ d/dt (s·h − σ_b²) = s·q·h'(q) = s·q²·V''(q)
+        dt = 1e-4
+        curv = float(h(act, qs * math.exp(dt)) - h(act, qs * math.exp(-dt)))
+        out.append(SaddleNode(s, float(qs), curv > 0, s * float(G(act, qs))))
+    return tuple(out)
 
 
 def _marginal_at_inf(s: float | Array, lim: Limits) -> bool | Array:

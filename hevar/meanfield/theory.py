@@ -43,9 +43,10 @@ import numpy as np
 
 from hevar.meanfield import gaussian
 from hevar.meanfield.activations import Activation
-from hevar.meanfield.critical import KINDS, S_SCAN, Critical, critical_sigma_w2_n  # noqa: F401 (re-exported)
-from hevar.meanfield.fixedpoints import (CRITICAL_TOL, FixedPoint, chi1, chi1_curve, depth_scale,  # noqa: F401
-                                         fixed_points, phase, q_fixed_point)
+from hevar.meanfield.critical import (KINDS, S_SCAN, Critical, CriticalPoint, DoublyCritical,  # noqa: F401
+                                      critical_line, critical_points, critical_sigma_w2_n, doubly_critical)
+from hevar.meanfield.fixedpoints import (CRITICAL_TOL, FixedPoint, SaddleNode, chi1, chi1_curve,  # noqa: F401
+                                         depth_scale, fixed_points, phase, q_fixed_point, saddle_nodes)
 from hevar.meanfield.moments import V_RTOL, G, Limits, V, dV, limits  # noqa: F401 (re-exported)
 from hevar.errors import UsageError
 
@@ -268,7 +269,13 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; inf when the phase is
     critical, where -1/ln χ₁ would only measure rounding), ``phase``
     ("ordered" / "critical" / "chaotic"), ``fixed_points`` (list of ``{"q", "slope", "stable",
-    "chi1", "marginal"}``, all fixed points of the map, see :func:`fixed_points` and :class:`FixedPoint`),
+    "chi1", "marginal", "saddle_node"}``, all fixed points of the map, see :func:`fixed_points` and
+    :class:`FixedPoint`), ``saddle_nodes`` (list of ``{"sigma_w2_n", "q", "pair_below", "chi1"}``: every
+    σ_w²·N at this σ_b² where two fixed points merge and vanish, see :func:`saddle_nodes`; filled
+    whatever ``sigma_w2_n``), ``critical_points`` (list of ``{"sigma_w2_n", "q_star", "slope",
+    "stable"}``: every fixed point with χ₁ = 1 at this σ_b², stable or not, see
+    :func:`critical_points`), ``doubly_critical`` (list of ``{"sigma_w2_n", "sigma_b2", "q_star"}``:
+    where χ₁ = 1 and the q-map slope is 1 together, any σ_b², see :func:`doubly_critical`),
     ``depth`` (L) and ``layers``: list of ``{"layer", "q", "q_tilde", "chi"}`` for l = 1..L with qˡ
     from the forward recursion started at q_in, q̃ˡ from the backward one with q̃ᴸ = 1, and
     χˡ = s·G(qˡ) (so q̃ˡ = χˡ·q̃ˡ⁺¹).
@@ -282,6 +289,12 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
         critical_chi1_below=crit.chi1_below, critical_chi1_above=crit.chi1_above,
         critical_jump_at=crit.jump_at,
         sigma_w2_n=None, q_star=None, chi1=None, xi=None, phase=None, fixed_points=[],
+        saddle_nodes=[dict(sigma_w2_n=p.sigma_w2_n, q=p.q, pair_below=p.pair_below, chi1=p.chi1)
+                      for p in saddle_nodes(act, float(sigma_b2))],
+        critical_points=[dict(sigma_w2_n=p.sigma_w2_n, q_star=p.q_star, slope=p.slope, stable=p.stable)
+                         for p in critical_points(act, float(sigma_b2))],
+        doubly_critical=[dict(sigma_w2_n=p.sigma_w2_n, sigma_b2=p.sigma_b2, q_star=p.q_star)
+                         for p in doubly_critical(act)],
         depth=int(depth), layers=[],
     )
     s = crit.sigma_w2_n if sigma_w2_n is None else float(sigma_w2_n)
@@ -291,7 +304,8 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ph = phase(c)
     out.update(sigma_w2_n=s, q_star=q_fixed_point(act, s, sigma_b2, q_in), chi1=c,
                xi=math.inf if ph == "critical" else depth_scale(c), phase=ph)
-    out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal)
+    out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal,
+                                saddle_node=p.saddle_node)
                            for p in fixed_points(act, s, sigma_b2)]
     s_layers = np.full(int(depth), s)
     log_q = log_q_trajectory(act, s_layers, sigma_b2, q_in)

@@ -363,6 +363,11 @@ def theory_command(
     depth: Optional[str] = typer.Option(None, "--depth", metavar="INT",
         help=f"Layers L to predict qˡ and q̃ˡ for; the table shows at most {MAX_LAYER_ROWS}, --json all. [default: 10]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (nan → null, ±inf → \"inf\"/\"-inf\")."),
+    critical_line: bool = typer.Option(False, "--critical-line",
+        help="Print the whole critical line χ₁ = 1 instead: every fixed point with χ₁ = 1, stable or unstable, at "
+        "each σ_b² of --sigma-b2 (a comma list here) [default: 0, 0.05, …, 1]."),
+    out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
+        help="With --critical-line: write the rows to FILE as CSV instead of printing them."),
 ) -> None:
     """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
     q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1)."""
@@ -372,6 +377,9 @@ def theory_command(
     from hevar.meanfield.activations import parse_activation
 
     activation = parse_activation(parse_acts(act, one="theory")[0])
+    if critical_line or out_path is not None:
+        _critical_line(activation, sigma_b2, out_path, as_json)
+        return
     report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
                            depth=parse_depth(depth if depth is not None else 10))
@@ -391,8 +399,18 @@ def theory_command(
         head.add_row("χ₁", _num(report["chi1"]))
         head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
         head.add_row("phase", report["phase"])
-        head.add_row("fixed points", ", ".join(f"{_num(p['q'])} ({'stable' if p['stable'] else 'unstable'})"
-                                               for p in report["fixed_points"]) or "—")
+        head.add_row("fixed points", ", ".join(
+            f"{_num(p['q'])} ({'saddle-node' if p['saddle_node'] else 'stable' if p['stable'] else 'unstable'})"
+            for p in report["fixed_points"]) or "—")
+    for p in report["critical_points"]:
+        head.add_row("χ₁ = 1 at a fixed point", f"σ_w²·N = {p['sigma_w2_n']:.6g}, q* = {p['q_star']:.4g} "
+                     f"({'stable' if p['stable'] else 'unstable'}, slope {p['slope']:.4g})")
+    for p in report["doubly_critical"]:
+        head.add_row("doubly critical (χ₁ = slope = 1)", f"σ_w²·N = {p['sigma_w2_n']:.6g}, σ_b² = {p['sigma_b2']:.6g}, "
+                     f"q* = {p['q_star']:.4g}")
+    for p in report["saddle_nodes"]:
+        head.add_row("saddle-node at σ_w²·N", f"{p['sigma_w2_n']:.7g} (q = {p['q']:.4g}; pair "
+                     f"{'below' if p['pair_below'] else 'above'})")
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
     if not report["layers"]:
@@ -411,6 +429,33 @@ def theory_command(
         else:
             layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
     out.print(layers)
+
+
+def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path], as_json: bool) -> None:
+    """`hevar theory --critical-line`: the rows of critical.critical_line_rows, printed or written."""
+    import json
+
+    from hevar.meanfield import critical
+
+    values = (critical.DEFAULT_LINE_SIGMA_B2 if sigma_b2 is None
+              else tuple(parse_sigma_b2(v) for v in str(sigma_b2).split(",") if v.strip()))
+    rows = critical.critical_line_rows(activation, values)
+    if out_path is not None:
+        store.write_csv(out_path, critical.CRITICAL_LINE_COLUMNS, rows)
+        out.print(f"{len(rows)} rows: {out_path}", markup=False, highlight=False)
+        return
+    if as_json:
+        out.print(json.dumps(store.json_safe(rows), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"{activation.name}: the critical line χ₁ = 1 (every fixed point, stable or not)",
+                  title_justify="left", caption="slope: the q-map's s·V'(q*); < 1 stable (a network can settle there), "
+                  "> 1 unstable (q¹ is pushed away). q*->0, q*->inf: the line's ends (limits).", caption_justify="left")
+    for col in ("σ_b²", "σ_w²·N", "gain", "q*", "slope", "branch"):
+        table.add_column(col, justify="left" if col == "branch" else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(f"{r['sigma_b2']:g}", _num(r["sigma_w2_n"]), _num(r["gain"]), _num(r["q_star"]), _num(r["slope"]),
+                      r["branch"])
+    out.print(table)
 
 
 @app.command("gains")
