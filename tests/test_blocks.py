@@ -202,3 +202,13 @@ def test_config_records_arch_only_when_set():
         build_config({"arch": "resmlp", "widths": "pyramid:256:64", "depth": "10"})
     assert build_config({"arch": "resmlp", "widths": "64,32,32,32"}).depth == (3,)
     assert "arch" in SweepConfig.keys()
+
+
+def test_skipinit_sweep_is_ok_not_underflow():
+    """A zero weight gradient that α = 0 makes exact is reported as such, not as an underflow."""
+    import hevar
+
+    run = hevar.sweep(act="relu", arch="resmlp", branch_scale=0, depth=5, width=16, sigma_w2=2, seeds=2, batch=4)
+    assert list(run.summary["status"]) == ["ok"]
+    assert run.layers["q"].notna().all() and run.layers["q_tilde"].notna().all()
+    assert np.allclose(run.layers["q"], run.layers["q"].iloc[0])

@@ -202,6 +202,12 @@ class Network:
         """Today's MLP: dense blocks without normalisation or dropout."""
         return all(isinstance(b, Dense) and b.plain for b in self.blocks)
 
+    @property
+    def zero_gradient_layers(self) -> np.ndarray:
+        """(L,) bool: layers whose ∂J/∂Wˡ is exactly 0 at initialisation (a residual branch at α = 0,
+        SkipInit), where ln ‖∂J/∂Wˡ‖² = −inf is the answer, not an underflow."""
+        return np.array([getattr(b, "alpha", 1.0) == 0 for b in self.blocks])
+
     def runs(self) -> list[tuple[int, int]]:
         """[start, stop) of each maximal run of equal consecutive blocks (0-based)."""
         out, start = [], 0

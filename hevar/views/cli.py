@@ -171,7 +171,7 @@ def _print_summary(rows: list[dict]) -> None:
                       f"{r['sigma_w2_n']:g}" + (" ◀" if at_crit else ""), _fmt(r["chi_hat"]), _fmt(r["chi_hat_se"]),
                       _fmt(r["chi_theory"]), r["status"])
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
-            + f" ({r['critical_kind']})"
+            + (f" ({r['critical_kind']})" if r["critical_kind"] else "")
     caption = "critical σ_w²·N (◀): " + "; ".join(
         f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items())
     profiles = sorted({r.get("widths", "") for r in rows} - {""})
