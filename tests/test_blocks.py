@@ -202,3 +202,45 @@ def test_config_records_arch_only_when_set():
         build_config({"arch": "resmlp", "widths": "pyramid:256:64", "depth": "10"})
     assert build_config({"arch": "resmlp", "widths": "64,32,32,32"}).depth == (3,)
     assert "arch" in SweepConfig.keys()
+
+
+def test_skipinit_sweep_is_ok_not_underflow():
+    """A zero weight gradient that α = 0 makes exact is reported as such, not as an underflow."""
+    import hevar
+
+    run = hevar.sweep(act="relu", arch="resmlp", branch_scale=0, depth=5, width=16, sigma_w2=2, seeds=2, batch=4)
+    assert list(run.summary["status"]) == ["ok"]
+    assert run.layers["q"].notna().all() and run.layers["q_tilde"].notna().all()
+    assert np.allclose(run.layers["q"], run.layers["q"].iloc[0])
+
+
+def test_cli_arch_options(tmp_path):
+    """`hevar sweep --arch` writes a run whose manifest records the architecture; `hevar theory
+    --arch` prints the stack's factors; bad specs exit 2 with one line and nothing written."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hevar.views.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["sweep", "--arch", "preln-resmlp", "--branch-scale", "1/sqrt(L)", "--depth", "4",
+                                 "--width", "16", "--seeds", "2", "--batch", "4", "--sigma-w2", "2", "--out", str(out),
+                                 "--no-plot"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert (config["arch"], config["branch_scale"]) == ("preln-resmlp", "1/sqrt(L)")
+    plain = tmp_path / "plain"
+    assert runner.invoke(app, ["sweep", "--depth", "3", "--width", "8", "--seeds", "1", "--batch", "2", "--sigma-w2",
+                               "2", "--out", str(plain), "--no-plot"]).exit_code == 0
+    assert "arch" not in json.loads((plain / "manifest.json").read_text())["config"]
+    result = runner.invoke(app, ["theory", "--act", "relu", "--arch", "resmlp", "--depth", "20", "--sigma-w2", "2",
+                                 "--json"])
+    report = json.loads(result.output)
+    assert report["log10_q_tilde_ratio"] == pytest.approx(19 * math.log10(2))
+    for args in (["sweep", "--arch", "resnet"], ["sweep", "--branch-scale", "2"], ["theory", "--act", "relu",
+                                                                                 "--arch", "mlp-x"]):
+        bad = runner.invoke(app, args + ["--out", str(tmp_path / "bad")] if args[0] == "sweep" else args)
+        assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "Error:" in bad.output
+    assert not (tmp_path / "bad").exists()

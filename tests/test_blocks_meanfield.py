@@ -153,3 +153,20 @@ def test_done_when_residual_relu_gradient_ratio():
         seeds = run.seeds.pivot_table(index="seed_index", columns="layer", values="log10_q_tilde")
         spread = (seeds[1] - seeds[20]).std(ddof=1)
         assert abs(row["log10_q_tilde_ratio"] - expected) < 3 * spread
+
+
+def test_branch_scale_for_a_factor_two_has_the_closed_form():
+    """ReLU resmlp at σ_w²N = 2: q̃¹/q̃ᴸ = (1 + α²)^(L−1) = 2 at α = √(2^(1/(L−1)) − 1)."""
+    from hevar.blocks.network import branch_scale_for, stack_report
+
+    relu = parse_activation("relu")
+    for depth in (20, 100, 1000):
+        assert branch_scale_for("resmlp", relu, depth, 2.0) == pytest.approx(math.sqrt(2 ** (1 / (depth - 1)) - 1),
+                                                                              rel=1e-9)
+    report = stack_report("resmlp", relu, 6, 2.0, branch_scale_text="1")
+    assert [r["backward_factor"] for r in report["layers"][1:]] == pytest.approx([2.0] * 5, rel=1e-12)
+    assert report["log10_q_tilde_ratio"] == pytest.approx(5 * math.log10(2), rel=1e-12)
+    # pre-LN at GPT-2's scale stays well inside the factor 2; the α that reaches it is larger
+    tanh = parse_activation("tanh")
+    gpt2 = stack_report("preln-resmlp", tanh, 100, 1.5, 0.05, "1/sqrt(2L)")
+    assert abs(gpt2["log10_q_tilde_ratio"]) < math.log10(2) and gpt2["branch_scale_for_factor"] > gpt2["branch_scale"]

@@ -202,6 +202,12 @@ class Network:
         """Today's MLP: dense blocks without normalisation or dropout."""
         return all(isinstance(b, Dense) and b.plain for b in self.blocks)
 
+    @property
+    def zero_gradient_layers(self) -> np.ndarray:
+        """(L,) bool: layers whose ∂J/∂Wˡ is exactly 0 at initialisation (a residual branch at α = 0,
+        SkipInit), where ln ‖∂J/∂Wˡ‖² = −inf is the answer, not an underflow."""
+        return np.array([getattr(b, "alpha", 1.0) == 0 for b in self.blocks])
+
     def runs(self) -> list[tuple[int, int]]:
         """[start, stop) of each maximal run of equal consecutive blocks (0-based)."""
         out, start = [], 0
@@ -332,3 +338,72 @@ def build(arch: str, act: Activation, depth: int, branch_scale_text: str = DEFAU
 def mlp(act: Activation, depth: int) -> Network:
     """Today's network: the input layer and L − 1 plain dense blocks."""
     return build(DEFAULT_ARCH, act, depth)
+
+
+# --- theory of a stack: per-block factors and the branch scale for a target gradient ratio --------
+
+
+def stack_report(arch: str, act: Activation, depth: int, sigma_w2_n: float, sigma_b2: float = 0.0,
+                 branch_scale_text: str = DEFAULT_BRANCH_SCALE, factor: float = 2.0) -> dict:
+    """The composed mean-field prediction for a constant-width stack, as one dict.
+
+    Keys: ``arch``, ``activation``, ``depth``, ``sigma_w2_n``, ``sigma_b2``, ``branch_scale`` (α at
+    this depth, or None without residual blocks), ``log10_q_ratio`` (log₁₀ qᴸ/q¹),
+    ``log10_q_tilde_ratio`` (log₁₀ q̃¹/q̃ᴸ), ``factor``, ``branch_scale_for_factor`` (the α at which
+    q̃¹/q̃ᴸ = ``factor``, the largest keeping the gradient ratio within it; None without residual
+    blocks, inf when no α reaches it) and ``layers``: per block l = 1..L its ``q``, ``q_tilde``
+    (q̃ᴸ = 1), ``forward_factor`` qˡ/qˡ⁻¹ and ``backward_factor`` q̃ˡ⁻¹/q̃ˡ (None for l = 1).
+    """
+    net = build(arch, act, depth, branch_scale_text)
+    log_q, log_qt = _trajectories(net, depth, sigma_w2_n, sigma_b2)
+    residual = parse_arch(arch).residual
+    layers = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
+                   forward_factor=None if l == 0 else float(np.exp(log_q[l] - log_q[l - 1])),
+                   backward_factor=None if l == 0 else float(np.exp(log_qt[l - 1] - log_qt[l])))
+              for l in range(depth)]
+    return dict(arch=net.arch, activation=act.name, depth=depth, sigma_w2_n=float(sigma_w2_n), sigma_b2=float(sigma_b2),
+                branch_scale=branch_scale(branch_scale_text, depth) if residual else None,
+                log10_q_ratio=float((log_q[-1] - log_q[0]) / math.log(10)),
+                log10_q_tilde_ratio=float((log_qt[0] - log_qt[-1]) / math.log(10)), factor=float(factor),
+                branch_scale_for_factor=branch_scale_for(arch, act, depth, sigma_w2_n, sigma_b2, factor)
+                if residual else None, layers=layers)
+
+
+def _trajectories(net: Network, depth: int, s: float, sigma_b2: float) -> tuple[Array, Array]:
+    sv, widths = np.full(depth, float(s)), np.ones(depth + 1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_q = net.log_q_trajectory(sv, sigma_b2, widths)
+        return log_q, net.log_q_tilde_trajectory(sv, sv, sigma_b2, widths, log_q, 0.0)
+
+
+def branch_scale_for(arch: str, act: Activation, depth: int, sigma_w2_n: float, sigma_b2: float = 0.0,
+                     factor: float = 2.0) -> float:
+    """The branch scale α at which the predicted q̃¹/q̃ᴸ of a residual stack equals ``factor`` (> 1).
+
+    α = 0 gives q̃¹/q̃ᴸ = 1 (every block the identity) and the ratio grows with α, so this is the
+    largest α that keeps the gradient ratio within ``factor``: bisection on α to 1e-12 relative;
+    inf if no α up to 1e6 reaches it (e.g. behind a pre-norm when the stream outgrows the branch).
+    For ReLU without bias or normalisation it is √(factor^(1/(L−1)) − 1)/√(σ_w²N/2).
+    """
+    if not parse_arch(arch).residual:
+        raise ValueError(f"{arch} has no residual branch")
+    target = math.log(factor)
+
+    def excess(alpha: float) -> float:
+        _, log_qt = _trajectories(build(arch, act, depth, _num(alpha)), depth, sigma_w2_n, sigma_b2)
+        return float(log_qt[0] - log_qt[-1]) - target
+
+    lo, hi = 0.0, 1.0
+    while excess(hi) < 0:
+        lo, hi = hi, hi * 4
+        if hi > 1e6:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return 0.5 * (lo + hi)

@@ -184,14 +184,17 @@ def _linear(log_value: float) -> float:
     return math.exp(log_value)
 
 
-def _seed_status(status: str, logs: dict[str, np.ndarray], seed: int) -> str:
+def _seed_status(status: str, logs: dict[str, np.ndarray], seed: int, zero_grad: np.ndarray | None = None) -> str:
     """The engine's status of one seed, or — where it says "ok" but a measured value is not finite —
     "underflow at layer l" (a value that went to 0, e.g. an unscaled forward pass decaying below the
-    dtype, or a float32 norm too small to square) or "overflow at layer l" at the first such layer."""
+    dtype, or a float32 norm too small to square) or "overflow at layer l" at the first such layer.
+    ``zero_grad`` marks layers whose ∂J/∂Wˡ is exactly 0 by construction (a residual branch at α = 0)."""
     if status != "ok":
         return status
     values = np.stack([logs[f][seed] for f in ("log_q", "log_q_tilde", "log_grad_norm2")])  # (3, L)
     bad = ~np.isfinite(values)
+    if zero_grad is not None:
+        bad[2] &= ~(zero_grad & (values[2] == -np.inf))
     if not bad.any():
         return status
     layer = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -309,11 +312,12 @@ def _reduce_config(act, depth: int, width: int, s: float, b: float,
                    profile: str = "", mode: str = "fan_in", dist: str = "normal", net=None,
                    weight_mean_sq: list | None = None, arch: dict | None = None) -> tuple[list[dict], dict]:
     n_seeds = logs["log_q"].shape[0]
-    status, bad_layer = _first_bad_layer(_seed_status(st, logs, i) for i, st in enumerate(statuses))
+    net = net if net is not None else build_network("mlp", act, depth)
+    zero_grad = net.zero_gradient_layers
+    status, bad_layer = _first_bad_layer(_seed_status(st, logs, i, zero_grad) for i, st in enumerate(statuses))
     layers = np.arange(1, depth + 1)
     key, layer_keys = config_keys(act.name, widths, s, b, profile, mode, dist, arch)
     widths = np.asarray(widths)
-    net = net if net is not None else build_network("mlp", act, depth)
 
     def reduce_field(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vals = logs[name]

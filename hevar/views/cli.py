@@ -271,7 +271,7 @@ def _print_summary(rows: list[dict], crossing_rows: list[dict] = ()) -> None:
                       *((("—" if not math.isfinite(z) else f"{z:+.1f}") + (" !" if far else ""),) if show_z else ()),
                       r["status"])
         critical[(r["activation"], r["sigma_b2"])] = (f"{crit:.4g}" if math.isfinite(crit) else "none") \
-            + f" ({r['critical_kind']})"
+            + (f" ({r['critical_kind']})" if r["critical_kind"] else "")
     caption = ("theory: the same fit over the same layers applied to the mean-field trajectory (at this depth, not "
                "χ₁ at L → ∞); ±2se: two standard errors, as in the figures; z = (χ̂ − theory)/s.e.\ncritical σ_w²·N (◀, χ₁ = 1): " + "; ".join(
                    f"{a}{f' σ_b²={b:g}' if b else ''} {c}" for (a, b), c in critical.items()))
@@ -368,9 +368,15 @@ def theory_command(
         "each σ_b² of --sigma-b2 (a comma list here) [default: 0, 0.05, …, 1]."),
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
         help="With --critical-line: write the rows to FILE as CSV instead of printing them."),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
+        help="A stack of blocks as `hevar sweep --arch` takes it (resmlp, preln-resmlp, …): its per-block factors and "
+        "the branch scale α that keeps q̃¹/q̃ᴸ within a factor 2. [default: mlp, the report above]"),
+    branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
+        help="Residual branch scale α for --arch (a number or an expression in L). [default: 1]"),
 ) -> None:
     """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
-    q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1)."""
+    q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1).
+    With --arch, the same for a stack of blocks."""
     import json
 
     from hevar.meanfield import theory
@@ -380,6 +386,12 @@ def theory_command(
     if critical_line or out_path is not None:
         _critical_line(activation, sigma_b2, out_path, as_json)
         return
+    if arch is not None or branch_scale is not None:
+        from hevar.blocks import network
+
+        if network.parse_arch(arch or "mlp").text != "mlp" or branch_scale is not None:
+            _theory_stack(activation, arch or "mlp", branch_scale, sigma_w2, sigma_b2, depth, as_json)
+            return
     report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
                            depth=parse_depth(depth if depth is not None else 10))
@@ -456,6 +468,51 @@ def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path]
         table.add_row(f"{r['sigma_b2']:g}", _num(r["sigma_w2_n"]), _num(r["gain"]), _num(r["q_star"]), _num(r["slope"]),
                       r["branch"])
     out.print(table)
+
+
+def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sigma_b2, depth, as_json: bool) -> None:
+    """`hevar theory --arch`: the composed maps of a stack (hevar.blocks.network.stack_report)."""
+    import json
+
+    from hevar.blocks import network
+    from hevar.experiments.config import build_config
+    from hevar.meanfield import theory
+
+    L = parse_depth(depth if depth is not None else 10)
+    cfg = build_config({"arch": arch, "branch_scale": branch_scale, "depth": str(L)})  # validates both
+    b = parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0)
+    s = parse_sigma_w2(sigma_w2) if sigma_w2 is not None else theory.critical_sigma_w2_n(activation, b).sigma_w2_n
+    if not math.isfinite(s):
+        raise UsageError("The 'sigma-w2' parameter must be given for this activation (it has no critical σ_w²·N to "
+                         "default to). Got nothing instead.", param="sigma-w2")
+    report = network.stack_report(cfg.arch, activation, L, s, b, cfg.branch_scale)
+    if as_json:
+        out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        return
+    head = Table(title=f"{report['activation']}, --arch {report['arch']}", title_justify="left", show_header=False)
+    head.add_column("", justify="left")
+    head.add_column("", justify="right")
+    head.add_row("σ_w²·N, σ_b², L", f"{_num(s)}, {b:g}, {L}")
+    if report["branch_scale"] is not None:
+        head.add_row("branch scale α", _num(report["branch_scale"]))
+    head.add_row("log₁₀ qᴸ/q¹", _num(report["log10_q_ratio"]))
+    head.add_row("log₁₀ q̃¹/q̃ᴸ", _num(report["log10_q_tilde_ratio"]))
+    if report["branch_scale_for_factor"] is not None:
+        head.add_row(f"α with q̃¹/q̃ᴸ = {report['factor']:g}", _num(report["branch_scale_for_factor"]))
+    out.print(head)
+    rows = report["layers"]
+    shown = rows if len(rows) <= MAX_LAYER_ROWS else rows[:MAX_LAYER_ROWS // 2] + [None] + rows[-(MAX_LAYER_ROWS // 2):]
+    layers = Table(title="per block (q̃ᴸ = 1)", title_justify="left")
+    for col in ("layer", "qˡ", "q̃ˡ", "qˡ/qˡ⁻¹", "q̃ˡ⁻¹/q̃ˡ"):
+        layers.add_column(col, justify="right", no_wrap=True)
+    for row in shown:
+        if row is None:
+            layers.add_row(*["…"] * 5)
+        else:
+            layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]),
+                           "—" if row["forward_factor"] is None else _num(row["forward_factor"]),
+                           "—" if row["backward_factor"] is None else _num(row["backward_factor"]))
+    out.print(layers)
 
 
 @app.command("gains")
