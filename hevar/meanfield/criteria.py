@@ -72,6 +72,8 @@ def post_activation(act: Activation, s: float, sigma_b2: float, q_in: float = 1.
         return PostActivation(q_star, math.nan, math.nan, math.nan)
     m2 = float(V(act, q_star))
     m1 = mean(act, q_star)
+    if abs(m1) <= 1e-13 * math.sqrt(m2):  # quadrature rounding of an odd φ's zero mean
+        m1 = 0.0
     return PostActivation(q_star, m1, m2 - m1 * m1, math.sqrt(m2))
 
 

@@ -303,7 +303,7 @@ def activation_gains(act: Activation, sigma_b2: float = 0.0, depth: int = DEFAUL
     calls = {"second_moment": "1/E[φ(u)²] (He's forward argument)", "variance": "NF-Net γ² = 1/Var φ(u)",
              "critical": f"hevar theory --act {act.name}{bias}", "depth": f"hevar gains --act {act.name}{bias} "
              f"--depth {int(depth)}"}
-    shorts = {"second_moment": "2nd moment", "variance": "variance γ²", "critical": "critical",
+    shorts = {"second_moment": "second moment", "variance": "variance γ²", "critical": "critical",
               "depth": f"for depth {int(depth)}"}
     for c in found:
         if not math.isfinite(c.sigma_w2_n):

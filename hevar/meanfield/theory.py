@@ -249,6 +249,10 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     "stable"}``: every fixed point with χ₁ = 1 at this σ_b², stable or not, see
     :func:`critical_points`), ``doubly_critical`` (list of ``{"sigma_w2_n", "sigma_b2", "q_star"}``:
     where χ₁ = 1 and the q-map slope is 1 together, any σ_b², see :func:`doubly_critical`),
+    ``criteria`` (list of ``{"key", "label", "sigma_w2_n", "gain", "chi1", "fixed_point_stable",
+    "log10_factor", "verdict", "note", "post_q_star", "post_mean", "post_var", "post_rms"}``: the
+    second-moment, variance (NF-Net γ²) and critical gains side by side with their verdict over
+    ``depth`` layers, see :mod:`hevar.meanfield.criteria`),
     ``depth`` (L) and ``layers``: list of ``{"layer", "q", "q_tilde", "chi"}`` for l = 1..L with qˡ
     from the forward recursion started at q_in, q̃ˡ from the backward one with q̃ᴸ = 1, and
     χˡ = s·G(qˡ) (so q̃ˡ = χˡ·q̃ˡ⁺¹).
@@ -268,6 +272,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
                          for p in critical_points(act, float(sigma_b2))],
         doubly_critical=[dict(sigma_w2_n=p.sigma_w2_n, sigma_b2=p.sigma_b2, q_star=p.q_star)
                          for p in doubly_critical(act)],
+        criteria=_criteria_rows(act, float(sigma_b2), int(depth), float(q_in)),
         depth=int(depth), layers=[],
     )
     s = crit.sigma_w2_n if sigma_w2_n is None else float(sigma_w2_n)
@@ -287,6 +292,18 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     out["layers"] = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
                           chi=float(chis[l])) for l in range(int(depth))]
     return out
+
+
+def _criteria_rows(act: Activation, sigma_b2: float, depth: int, q_in: float) -> list[dict[str, Any]]:
+    from hevar.meanfield import criteria
+
+    rows = []
+    for c in criteria.criteria(act, sigma_b2, depth, q_in, with_depth=False):
+        rows.append(dict(key=c.key, label=c.label, sigma_w2_n=c.sigma_w2_n, gain=c.gain, chi1=c.chi1,
+                         fixed_point_stable=c.fixed_point_stable, log10_factor=c.log10_factor, verdict=c.verdict,
+                         note=c.note, post_q_star=c.post.q_star, post_mean=c.post.mean, post_var=c.post.var,
+                         post_rms=c.post.rms))
+    return rows
 
 
 def _check_report_args(sigma_b2: float, sigma_w2_n: float | None, depth: int, q_in: float) -> None:

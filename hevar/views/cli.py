@@ -297,6 +297,21 @@ def theory_command(
                      f"{'below' if p['pair_below'] else 'above'})")
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
+    crit_table = Table(title=f"three gain criteria (verdict: q̃¹/q̃ᴸ over L = {report['depth']} from q_in = 1)",
+                       title_justify="left")
+    for col in ("criterion", "σ_w²·N", "χ₁", "q*", "E[φ]", "rms φ", "verdict"):
+        crit_table.add_column(col, justify="left" if col in ("criterion", "verdict") else "right", no_wrap=True)
+    short = {"second_moment": "second moment", "variance": "variance γ²", "critical": "critical"}
+    g = lambda x: "—" if x is None or not math.isfinite(x) else f"{x:.4g}"  # noqa: E731
+    for c in report["criteria"]:
+        stab = {True: " (stable q*)", False: " (unstable q*)"}.get(c["fixed_point_stable"], "")
+        crit_table.add_row(short.get(c["key"], c["key"]) + stab, g(c["sigma_w2_n"]), g(c["chi1"]), g(c["post_q_star"]),
+                           g(c["post_mean"]), g(c["post_rms"]), c["verdict"] or "—")
+    crit_table.caption = "E[φ], rms φ = √E[φ²]: post-activation statistics at the q* reached (--json: Var φ too)"
+    crit_table.caption_justify = "left"
+    out.print(crit_table)
+    for c in report["criteria"]:
+        out.print(f"  {c['label']}: {c['note']}", markup=False, highlight=False)
     if not report["layers"]:
         out.print("No critical σ_w²·N: pass --sigma-w2 FLOAT for per-layer predictions.", markup=False, highlight=False)
         return
