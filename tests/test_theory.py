@@ -347,7 +347,8 @@ def test_trajectory_speed():
 REPORT_KEYS = {
     "activation", "sigma_b2", "q_in", "critical_sigma_w2_n", "gain", "critical_kind", "critical_label",
     "critical_q_star", "critical_chi1_below", "critical_chi1_above", "critical_jump_at", "sigma_w2_n", "q_star",
-    "chi1", "xi", "phase", "fixed_points", "saddle_nodes", "critical_points", "doubly_critical", "criteria", "depth", "layers",
+    "chi1", "xi", "phase", "fixed_points", "saddle_nodes", "critical_points", "doubly_critical", "criteria", "warnings", "critical_sigma_w2_n_error",
+    "depth", "layers",
 }
 
 

@@ -67,6 +67,8 @@ class Activation:
     G: Moment | None = None  # closed form of E[φ'(√q u)²] as a function of q, if known
     description: str = ""
     user_defined: bool = False  # given as MODULE:FUNCTION rather than a built-in family
+    dphi_error: float = 0.0  # estimated max |error| of a numerical φ' on |z| ≤ 16 (0: φ' given or built in)
+    detected_kinks: tuple[float, ...] = ()  # kinks hevar found itself (numerical φ' only; see numdiff)
 
     @property
     def closed_form(self) -> bool:
@@ -354,7 +356,9 @@ def _parse(text: str) -> Activation:
     family = FAMILIES.get(key)
     if family is None:
         if _looks_user_defined(text):
-            return _user_defined(text)
+            from hevar.meanfield import numdiff  # kinks and the error of a numerical φ' (imports this module)
+
+            return numdiff.refine(_user_defined(text), numerical=len(text.split(":")) == 2)
         close = difflib.get_close_matches(key, list(FAMILIES) + list(ALIASES), n=1)
         hint = f" Did you mean '{ALIASES.get(close[0], close[0])}'?" if close else ""
         raise UsageError(
@@ -440,9 +444,13 @@ def _import(module_name: str, attr: str, text: str) -> Callable:
             finally:
                 sys.path.remove(os.getcwd())
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — any import failure is the user's to fix
+        where = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]:
+            where = (f" Searched the current directory ({os.getcwd()}), PYTHONPATH "
+                     f"({os.environ.get('PYTHONPATH') or 'not set'}) and the installed packages.")
         raise UsageError(
             f"The 'act' parameter must be one of {', '.join(FAMILIES)} or {USER_SPEC}. "
-            f"Got '{text}' instead: importing module '{module_name}' failed ({_one_line(exc)}).",
+            f"Got '{text}' instead: importing module '{module_name}' failed ({_one_line(exc)}).{where}",
             param="act",
         ) from None
     fn = getattr(module, attr, None)

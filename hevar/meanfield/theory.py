@@ -249,7 +249,9 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     "stable"}``: every fixed point with χ₁ = 1 at this σ_b², stable or not, see
     :func:`critical_points`), ``doubly_critical`` (list of ``{"sigma_w2_n", "sigma_b2", "q_star"}``:
     where χ₁ = 1 and the q-map slope is 1 together, any σ_b², see :func:`doubly_critical`),
-    ``criteria`` (list of ``{"key", "label", "sigma_w2_n", "gain", "chi1", "fixed_point_stable",
+    ``warnings`` (list of str: a numerical φ' and what it does to the numbers),
+    ``critical_sigma_w2_n_error`` (the critical value's uncertainty from a numerical φ', 0 when
+    φ' is exact), ``criteria`` (list of ``{"key", "label", "sigma_w2_n", "gain", "chi1", "fixed_point_stable",
     "log10_factor", "verdict", "note", "post_q_star", "post_mean", "post_var", "post_rms"}``: the
     second-moment, variance (NF-Net γ²) and critical gains side by side with their verdict over
     ``depth`` layers, see :mod:`hevar.meanfield.criteria`),
@@ -273,6 +275,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
         doubly_critical=[dict(sigma_w2_n=p.sigma_w2_n, sigma_b2=p.sigma_b2, q_star=p.q_star)
                          for p in doubly_critical(act)],
         criteria=_criteria_rows(act, float(sigma_b2), int(depth), float(q_in)),
+        **_derivative_warning(act, crit),
         depth=int(depth), layers=[],
     )
     s = crit.sigma_w2_n if sigma_w2_n is None else float(sigma_w2_n)
@@ -292,6 +295,25 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     out["layers"] = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
                           chi=float(chis[l])) for l in range(int(depth))]
     return out
+
+
+def _derivative_warning(act: Activation, crit: Critical) -> dict[str, Any]:
+    """``warnings`` (list of str) and ``critical_sigma_w2_n_error`` (the critical value's uncertainty
+    from a numerical φ', 0 when φ' is exact) for the report."""
+    if act.dphi_error <= 0:
+        return dict(warnings=[], critical_sigma_w2_n_error=0.0)
+    lim = limits(act)
+    q = crit.q_star
+    g = lim.g0 if q == 0 else lim.g_inf if q == math.inf else float(G(act, q)) if q == q else lim.g0
+    rel = 2 * act.dphi_error / math.sqrt(g) if g > 0 else math.inf  # δG/G ≈ 2·δφ'/|φ'|
+    err = crit.sigma_w2_n * rel if math.isfinite(crit.sigma_w2_n) else math.nan
+    kinks = (f"; kinks detected at z = {', '.join(f'{k:g}' for k in act.detected_kinks)} (one-sided differences "
+             "and quadrature panels there)" if act.detected_kinks else "; no kinks detected on |z| ≤ 16")
+    text = (f"φ' of {act.name} is a numerical derivative (8th-order differences, estimated error ≤ "
+            f"{act.dphi_error:.1g} on |z| ≤ 16){kinks}: G, χ₁ and the critical σ_w²·N carry a relative error of "
+            f"about {rel:.1g}" + (f" (σ_w²·N = {crit.sigma_w2_n:.6g} ± {err:.1g})" if math.isfinite(err) else "")
+            + "; give MODULE:FUNCTION:MODULE:DERIVATIVE for exact values.")
+    return dict(warnings=[text], critical_sigma_w2_n_error=err)
 
 
 def _criteria_rows(act: Activation, sigma_b2: float, depth: int, q_in: float) -> list[dict[str, Any]]:

@@ -297,6 +297,8 @@ def theory_command(
                      f"{'below' if p['pair_below'] else 'above'})")
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
+    for warning in report["warnings"]:
+        out.print(f"warning: {warning}", markup=False, highlight=False)
     crit_table = Table(title=f"three gain criteria (verdict: q̃¹/q̃ᴸ over L = {report['depth']} from q_in = 1)",
                        title_justify="left")
     for col in ("criterion", "σ_w²·N", "χ₁", "q*", "E[φ]", "rms φ", "verdict"):
