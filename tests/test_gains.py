@@ -61,7 +61,7 @@ def test_activations_without_a_pytorch_gain_get_no_made_up_row():
 def test_default_is_every_builtin_activation():
     table = gains.gains_table(depth=5)
     assert [e.activation.split(":")[0] for e in table.activations] == [
-        "relu", "leaky_relu", "linear", "tanh", "erf", "sigmoid", "softplus", "elu", "selu", "gelu", "silu", "mish"]
+        "relu", "leaky_relu", "linear", "tanh", "erf", "erf_scaled", "sigmoid", "softplus", "elu", "selu", "gelu", "silu", "mish"]
 
 
 # --- predicted factor and verdicts -----------------------------------------------------------------

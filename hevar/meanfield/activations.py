@@ -170,6 +170,28 @@ def _erf() -> Activation:
     )
 
 
+def _erf_scaled() -> Activation:
+    """erf(√π·z/2): slope 1 at 0, the erf the literature uses to mimic tanh with φ'(0) = 1."""
+    a = math.sqrt(math.pi) / 2
+
+    def phi(z: Array) -> Array:
+        return special.erf(a * z)
+
+    def dphi(z: Array) -> Array:
+        with np.errstate(over="ignore"):
+            return np.exp(-(a * z) ** 2)  # a·2/√π = 1
+
+    # erf(a z) with z ~ N(0, q) is erf of N(0, a²q): the erf moments at a²q = πq/4 (G gains a factor a²)
+    return Activation(
+        name="erf_scaled",
+        phi=phi,
+        dphi=dphi,
+        V=lambda q: (2 / math.pi) * np.arctan2(0.5 * math.pi * _q(q), np.sqrt(1 + math.pi * _q(q))),
+        G=lambda q: 1 / np.sqrt(1 + math.pi * _q(q)),
+        description="erf(√π·z/2), slope 1 at 0",
+    )
+
+
 def _sigmoid() -> Activation:
     return Activation(
         name="sigmoid",
@@ -317,6 +339,7 @@ FAMILIES: dict[str, Family] = {
         Family("linear", _linear, summary="identity; deep linear network"),
         Family("tanh", _tanh, summary="hyperbolic tangent"),
         Family("erf", _erf, summary="error function; closed-form moments (Williams 1997)"),
+        Family("erf_scaled", _erf_scaled, summary="erf(√π·z/2): slope 1 at 0 like tanh; closed-form moments"),
         Family("sigmoid", _sigmoid, summary="logistic 1/(1+e⁻ᶻ); φ(0) = ½, never reaches q* = 0"),
         Family("softplus", _softplus, summary="log(1+eᶻ), a smooth relu; φ(0) = ln 2"),
         Family("elu", _elu, (("alpha", 1.0),), _check_alpha,
