@@ -212,7 +212,7 @@ def log_grad_norm2(act: Activation, widths: Array, log_q: Array, log_q_tilde: Ar
 
 
 def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = None, depth: int = 10,
-           q_in: float = 1.0) -> dict[str, Any]:
+           q_in: float = 1.0, input_preactivation: bool = False) -> dict[str, Any]:
     """Everything `hevar theory` prints, as one dict with stable keys (floats may be nan or ±inf).
 
     Parameters
@@ -226,21 +226,27 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     depth : int
         L, the number of layers predicted.
     q_in : float
-        Input variance E[x²].
+        Input second moment E[x²].
+    input_preactivation : bool
+        Treat the input as a pre-activation, so that q¹ = s·V(q_in) + σ_b² (Poole et al. 2016 and
+        most reference code) instead of hevar's q¹ = s·q_in + σ_b² (the input is not activated).
+        Everything that depends on q¹ (the fixed point reached, χ₁, a jump's location, the layers)
+        is then computed from the equivalent unactivated second moment V(q_in).
 
     Returns
     -------
     dict with keys
 
-    ``activation`` (str, canonical spec), ``sigma_b2``, ``q_in``,
+    ``activation`` (str, canonical spec), ``sigma_b2``, ``q_in``, ``input`` ("not activated" or
+    "pre-activation"), ``q_in_effective`` (the unactivated second moment giving the same q¹),
     ``critical_sigma_w2_n`` (float, nan when none), ``gain`` (√ of it: the std multiplier of
     1/√N, what ``torch.nn.init.calculate_gain`` stands for), ``critical_kind`` (one of
     :data:`KINDS`), ``critical_label`` (one sentence), ``critical_q_star``,
     ``critical_chi1_below``, ``critical_chi1_above``, ``critical_jump_at`` (floats; see
     :class:`Critical`),
     ``sigma_w2_n`` (the value evaluated, or None), ``q_star`` (fixed point reached from q_in),
-    ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; inf when the phase is
-    critical, where -1/ln χ₁ would only measure rounding), ``phase``
+    ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; finite whenever χ₁ ≠ 1
+    exactly, so at a critical point found to rounding it is huge, ~1e15, and its sign is noise), ``phase``
     ("ordered" / "critical" / "chaotic"), ``fixed_points`` (list of ``{"q", "slope", "stable",
     "chi1", "marginal", "saddle_node"}``, all fixed points of the map, see :func:`fixed_points` and
     :class:`FixedPoint`), ``saddle_nodes`` (list of ``{"sigma_w2_n", "q", "pair_below", "chi1"}``: every
@@ -260,9 +266,12 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     χˡ = s·G(qˡ) (so q̃ˡ = χˡ·q̃ˡ⁺¹).
     """
     _check_report_args(sigma_b2, sigma_w2_n, depth, q_in)
+    q_given = float(q_in)
+    q_in = float(V(act, q_given)) if input_preactivation else q_given
     crit = critical_sigma_w2_n(act, float(sigma_b2), float(q_in))
     out: dict[str, Any] = dict(
-        activation=act.name, sigma_b2=float(sigma_b2), q_in=float(q_in),
+        activation=act.name, sigma_b2=float(sigma_b2), q_in=q_given,
+        input="pre-activation" if input_preactivation else "not activated", q_in_effective=q_in,
         critical_sigma_w2_n=crit.sigma_w2_n, gain=math.sqrt(crit.sigma_w2_n),
         critical_kind=crit.kind, critical_label=crit.label, critical_q_star=crit.q_star,
         critical_chi1_below=crit.chi1_below, critical_chi1_above=crit.chi1_above,
@@ -284,7 +293,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     c = chi1(act, s, sigma_b2, q_in)
     ph = phase(c)
     out.update(sigma_w2_n=s, q_star=q_fixed_point(act, s, sigma_b2, q_in), chi1=c,
-               xi=math.inf if ph == "critical" else depth_scale(c), phase=ph)
+               xi=depth_scale(c), phase=ph)
     out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal,
                                 saddle_node=p.saddle_node)
                            for p in fixed_points(act, s, sigma_b2)]

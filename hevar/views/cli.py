@@ -252,6 +252,11 @@ def theory_command(
         "each σ_b² of --sigma-b2 (a comma list here) [default: 0, 0.05, …, 1]."),
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
         help="With --critical-line: write the rows to FILE as CSV instead of printing them."),
+    q_in: Optional[str] = typer.Option(None, "--q-in", metavar="FLOAT",
+        help="The input's second moment E[x²]; it decides the fixed point reached. [default: 1]"),
+    input_preactivation: bool = typer.Option(False, "--input-preactivation",
+        help="Treat the input as a pre-activation: q¹ = σ_w²N·V(q_in) + σ_b² (Poole et al.'s convention) instead "
+        "of σ_w²N·q_in + σ_b²."),
 ) -> None:
     """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
     q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1)."""
@@ -266,11 +271,15 @@ def theory_command(
         return
     report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
-                           depth=parse_depth(depth if depth is not None else 10))
+                           depth=parse_depth(depth if depth is not None else 10),
+                           q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
     if as_json:
         out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
-    head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}", title_justify="left", show_header=False)
+    convention = "" if report["q_in"] == 1 and report["input"] == "not activated" else \
+        f", q_in = {report['q_in']:g} ({report['input']})"
+    head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}{convention}", title_justify="left",
+                 show_header=False)
     head.add_column("", justify="left")
     head.add_column("", justify="right")
     head.add_row("critical σ_w²·N", _num(report["critical_sigma_w2_n"]))
@@ -279,7 +288,7 @@ def theory_command(
     head.add_row("q* at critical", _num(report["critical_q_star"]))
     if report["sigma_w2_n"] is not None:
         head.add_row("σ_w²·N evaluated", _num(report["sigma_w2_n"]))
-        head.add_row("q* reached from q_in = 1", _num(report["q_star"]))
+        head.add_row(f"q* reached from q_in = {report['q_in']:g}", _num(report["q_star"]))
         head.add_row("χ₁", _num(report["chi1"]))
         head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
         head.add_row("phase", report["phase"])
@@ -330,6 +339,19 @@ def theory_command(
         else:
             layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
     out.print(layers)
+
+
+def _parse_q_in(raw: Optional[str]) -> float:
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"The 'q-in' parameter must be a float in the range (0, inf). Got {raw!r} instead.",
+                         param="q-in")
+    return value
 
 
 def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path], as_json: bool) -> None:
