@@ -135,3 +135,27 @@ def test_cli_theory_shows_doubly_critical_and_unstable_critical_point():
     assert res.exit_code == 0, res.output
     assert "doubly critical" in res.output and "1.98306" in res.output
     assert "unstable" in res.output
+
+
+def test_theory_q_in_and_preactivation_input_conventions():
+    from hevar.meanfield import theory
+
+    gelu = parse_activation("gelu")
+    small = theory.report(gelu, sigma_b2=0.05, sigma_w2_n=2.416, depth=2, q_in=1e-3)
+    assert small["chi1"] == pytest.approx(0.9011, abs=1e-3) and small["q_star"] == pytest.approx(0.3178, abs=1e-4)
+    # input as a pre-activation: q¹ = s·V(q_in) + σ_b²; at σ_b² = 0, q = 1 is a fixed point exactly at s = 1/V(1),
+    # so the jump sits at the second-moment gain
+    pre = theory.report(gelu, sigma_b2=0.0, depth=2, q_in=1.0, input_preactivation=True)
+    assert pre["input"] == "pre-activation" and pre["q_in_effective"] == pytest.approx(oracle("gelu", 1.0)[0])
+    assert pre["critical_jump_at"] == pytest.approx(1 / oracle("gelu", 1.0)[0], rel=1e-9)
+    rep = theory.report(gelu, sigma_b2=0.0, sigma_w2_n=1.5, depth=2, q_in=2.0, input_preactivation=True)
+    assert rep["layers"][0]["q"] == pytest.approx(1.5 * oracle("gelu", 2.0)[0], rel=1e-12)
+
+
+def test_xi_is_finite_off_exact_criticality():
+    from hevar.meanfield import theory
+
+    rep = theory.report(parse_activation("tanh"), sigma_b2=0.05, sigma_w2_n=1.7609, depth=2)
+    assert math.isfinite(rep["xi"]) and rep["xi"] == pytest.approx(-1 / math.log(rep["chi1"]))
+    res = CliRunner().invoke(app, ["theory", "--act", "tanh", "--q-in", "0"])
+    assert res.exit_code == 2 and "q-in" in res.output

@@ -61,7 +61,7 @@ def test_activations_without_a_pytorch_gain_get_no_made_up_row():
 def test_default_is_every_builtin_activation():
     table = gains.gains_table(depth=5)
     assert [e.activation.split(":")[0] for e in table.activations] == [
-        "relu", "leaky_relu", "linear", "tanh", "erf", "sigmoid", "softplus", "elu", "selu", "gelu", "silu", "mish"]
+        "relu", "leaky_relu", "linear", "tanh", "erf", "erf_scaled", "sigmoid", "softplus", "elu", "selu", "gelu", "silu", "mish"]
 
 
 # --- predicted factor and verdicts -----------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_a_small_sweep_measures_the_relu_verdicts(tmp_path):
     assert result.exit_code == 0, result.output
     with open(tmp_path / "run" / "summary.csv") as fh:
         summary = list(csv.DictReader(fh))
-    assert len(summary) == 3  # 1/3, 1, 2
+    assert len(summary) == 4  # 1/3, 1, 2 (kaiming, he, critical, second moment, depth) and NF-Net's γ² = 2.934
     for row in summary:
         want = predicted[round(float(row["sigma_w2_n"]), 5)]
         measured = float(row["log10_q_tilde_ratio"])
@@ -169,11 +169,11 @@ def test_gains_json_parses_with_stable_keys():
     assert [a["activation"] for a in data["activations"]] == ["relu", "tanh"]
     tanh = data["activations"][1]
     assert set(tanh) == {"activation", "critical_sigma_w2_n", "critical_kind", "critical_jump_at", "torch_gain",
-                         "torch_gain_call", "note", "command", "rows"}
+                         "torch_gain_call", "note", "command", "rows", "criteria", "depth_band"}
     assert tanh["torch_gain"] == pytest.approx(5 / 3) and tanh["critical_jump_at"] is None
     row = tanh["rows"][0]
     assert set(row) == {"scheme", "framework", "call", "sigma_w2_n", "gain", "chi1", "q_star", "phase",
-                        "log10_factor", "factor", "verdict", "command"}
+                        "log10_factor", "factor", "verdict", "command", "note"}
     assert {r["verdict"] for r in tanh["rows"]} <= set(gains.VERDICTS)
     gelu = json.loads(runner.invoke(app, ["gains", "--act", "gelu", "--json"]).output)["activations"][0]
     assert gelu["torch_gain"] is None and gelu["critical_sigma_w2_n"] is None and gelu["critical_jump_at"] > 2
@@ -182,7 +182,7 @@ def test_gains_json_parses_with_stable_keys():
 def test_gains_table_prints_commands_and_rejects_bad_input():
     result = runner.invoke(app, ["gains", "--act", "tanh"])
     assert result.exit_code == 0, result.output
-    assert "exploding" in result.output and "hevar sweep --act tanh --sigma-w2 0.333333,1,2,2.77778 --depth 50" in result.output
+    assert "exploding" in result.output and "hevar sweep --act tanh --sigma-w2 0.333333,1,1.40648,2,2.53618,2.77778 --depth 50" in result.output
     bad = runner.invoke(app, ["gains", "--act", "tanhh"])
     assert bad.exit_code == 2 and "Did you mean 'tanh'" in bad.output and "Traceback" not in bad.output
     assert runner.invoke(app, ["gains", "--depth", "0"]).exit_code == 2

@@ -67,6 +67,8 @@ class Activation:
     G: Moment | None = None  # closed form of E[φ'(√q u)²] as a function of q, if known
     description: str = ""
     user_defined: bool = False  # given as MODULE:FUNCTION rather than a built-in family
+    dphi_error: float = 0.0  # estimated max |error| of a numerical φ' on |z| ≤ 16 (0: φ' given or built in)
+    detected_kinks: tuple[float, ...] = ()  # kinks hevar found itself (numerical φ' only; see numdiff)
 
     @property
     def closed_form(self) -> bool:
@@ -165,6 +167,28 @@ def _erf() -> Activation:
         V=lambda q: (2 / math.pi) * np.arctan2(2 * _q(q), np.sqrt(1 + 4 * _q(q))),
         G=lambda q: (4 / math.pi) / np.sqrt(1 + 4 * _q(q)),
         description="erf(z)",
+    )
+
+
+def _erf_scaled() -> Activation:
+    """erf(√π·z/2): slope 1 at 0, the erf the literature uses to mimic tanh with φ'(0) = 1."""
+    a = math.sqrt(math.pi) / 2
+
+    def phi(z: Array) -> Array:
+        return special.erf(a * z)
+
+    def dphi(z: Array) -> Array:
+        with np.errstate(over="ignore"):
+            return np.exp(-(a * z) ** 2)  # a·2/√π = 1
+
+    # erf(a z) with z ~ N(0, q) is erf of N(0, a²q): the erf moments at a²q = πq/4 (G gains a factor a²)
+    return Activation(
+        name="erf_scaled",
+        phi=phi,
+        dphi=dphi,
+        V=lambda q: (2 / math.pi) * np.arctan2(0.5 * math.pi * _q(q), np.sqrt(1 + math.pi * _q(q))),
+        G=lambda q: 1 / np.sqrt(1 + math.pi * _q(q)),
+        description="erf(√π·z/2), slope 1 at 0",
     )
 
 
@@ -315,6 +339,7 @@ FAMILIES: dict[str, Family] = {
         Family("linear", _linear, summary="identity; deep linear network"),
         Family("tanh", _tanh, summary="hyperbolic tangent"),
         Family("erf", _erf, summary="error function; closed-form moments (Williams 1997)"),
+        Family("erf_scaled", _erf_scaled, summary="erf(√π·z/2): slope 1 at 0 like tanh; closed-form moments"),
         Family("sigmoid", _sigmoid, summary="logistic 1/(1+e⁻ᶻ); φ(0) = ½, never reaches q* = 0"),
         Family("softplus", _softplus, summary="log(1+eᶻ), a smooth relu; φ(0) = ln 2"),
         Family("elu", _elu, (("alpha", 1.0),), _check_alpha,
@@ -354,7 +379,9 @@ def _parse(text: str) -> Activation:
     family = FAMILIES.get(key)
     if family is None:
         if _looks_user_defined(text):
-            return _user_defined(text)
+            from hevar.meanfield import numdiff  # kinks and the error of a numerical φ' (imports this module)
+
+            return numdiff.refine(_user_defined(text), numerical=len(text.split(":")) == 2)
         close = difflib.get_close_matches(key, list(FAMILIES) + list(ALIASES), n=1)
         hint = f" Did you mean '{ALIASES.get(close[0], close[0])}'?" if close else ""
         raise UsageError(
@@ -440,9 +467,13 @@ def _import(module_name: str, attr: str, text: str) -> Callable:
             finally:
                 sys.path.remove(os.getcwd())
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — any import failure is the user's to fix
+        where = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]:
+            where = (f" Searched the current directory ({os.getcwd()}), PYTHONPATH "
+                     f"({os.environ.get('PYTHONPATH') or 'not set'}) and the installed packages.")
         raise UsageError(
             f"The 'act' parameter must be one of {', '.join(FAMILIES)} or {USER_SPEC}. "
-            f"Got '{text}' instead: importing module '{module_name}' failed ({_one_line(exc)}).",
+            f"Got '{text}' instead: importing module '{module_name}' failed ({_one_line(exc)}).{where}",
             param="act",
         ) from None
     fn = getattr(module, attr, None)

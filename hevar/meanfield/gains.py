@@ -63,7 +63,7 @@ predicted, 6e-6 measured; both vanishing).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -215,6 +215,7 @@ class GainRow:
     factor: float  # q̃¹/q̃ᴸ (inf where it overflows float64)
     verdict: str  # one of VERDICTS
     command: str  # the hevar sweep measuring it
+    note: str = ""  # hevar's rows: where the number comes from (criteria.Criterion.note)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,9 @@ class ActivationGains:
     torch_gain_call: str | None  # e.g. "calculate_gain('tanh')", None without an entry
     note: str  # what is special about this activation, "" if nothing
     command: str  # one hevar sweep measuring every row
-    rows: tuple[GainRow, ...]  # SCHEMES order, hevar's critical value last
+    rows: tuple[GainRow, ...]  # SCHEMES order, then hevar's criteria (second moment, variance, critical, depth)
+    criteria: tuple = ()  # criteria.Criterion for (a), (b), (c) and the depth recommendation
+    depth_band: tuple[float, float] = (math.nan, math.nan)  # σ_w²·N keeping q̃¹/q̃ᴸ in [1/2, 2] around the depth row
 
     def by_value(self, rtol: float = 1e-9) -> list[list[GainRow]]:
         """The rows grouped by σ_w²·N (equal within ``rtol``), groups in increasing σ_w²·N."""
@@ -293,16 +296,33 @@ def activation_gains(act: Activation, sigma_b2: float = 0.0, depth: int = DEFAUL
         s = scheme.sigma_w2_n(gain)
         if s is not None:
             rows.append(_row(act, scheme.key, scheme.framework, scheme.short, scheme.call(gain), s, sigma_b2, depth))
-    if math.isfinite(crit.sigma_w2_n):
-        rows.append(_row(act, CRITICAL_SCHEME, "hevar", "critical",
-                         f"hevar theory --act {act.name}" + (f" --sigma-b2 {sigma_b2:g}" if sigma_b2 else ""),
-                         crit.sigma_w2_n, sigma_b2, depth))
+    from hevar.meanfield import criteria as crit_mod
+
+    bias = f" --sigma-b2 {sigma_b2:g}" if sigma_b2 else ""
+    found = crit_mod.criteria(act, float(sigma_b2), int(depth))
+    calls = {"second_moment": "1/E[φ(u)²] (He's forward argument)", "variance": "NF-Net γ² = 1/Var φ(u)",
+             "critical": f"hevar theory --act {act.name}{bias}", "depth": f"hevar gains --act {act.name}{bias} "
+             f"--depth {int(depth)}"}
+    shorts = {"second_moment": "second moment", "variance": "variance γ²", "critical": "critical",
+              "depth": f"for depth {int(depth)}"}
+    for c in found:
+        if not math.isfinite(c.sigma_w2_n):
+            continue
+        key = CRITICAL_SCHEME if c.key == "critical" else f"hevar.{c.key}"
+        short = shorts[c.key] + (" (unstable q*)" if c.key == "critical" and c.fixed_point_stable is False else "")
+        rows.append(replace(_row(act, key, "hevar", short, calls[c.key], c.sigma_w2_n, sigma_b2, depth), note=c.note))
+    depth_row = [c for c in found if c.key == "depth"]
+    band = (math.nan, math.nan)
+    if depth_row and math.isfinite(depth_row[0].sigma_w2_n):
+        rec = crit_mod.depth_gain(act, float(sigma_b2), int(depth))
+        band = (rec.band_lo, rec.band_hi)
     values = sorted({round(r.sigma_w2_n, 12) for r in rows})
     return ActivationGains(
         activation=act.name, critical_sigma_w2_n=crit.sigma_w2_n, critical_kind=crit.kind,
         critical_jump_at=crit.jump_at, torch_gain=gain.gain if gain else math.nan,
         torch_gain_call=f"calculate_gain({gain.nonlinearity})" if gain else None,
         note=_note(act, gain, crit), command=sweep_command(act, values, sigma_b2, depth), rows=tuple(rows),
+        criteria=found, depth_band=band,
     )
 
 
@@ -326,9 +346,17 @@ def to_dict(table: GainsTable) -> dict[str, Any]:
         d = asdict(entry)
         d["torch_gain"] = None if math.isnan(entry.torch_gain) else entry.torch_gain
         d["rows"] = [{k: v for k, v in asdict(r).items() if k != "short"} for r in entry.rows]
+        d["criteria"] = [_criterion_dict(c) for c in entry.criteria]
+        d["depth_band"] = list(entry.depth_band)
         acts.append(d)
     return dict(sigma_b2=table.sigma_b2, depth=table.depth, stable_band=list(STABLE_BAND), width=WIDTH_NOTE,
                 verdict_rule=VERDICT_RULE, activations=acts)
+
+
+def _criterion_dict(c) -> dict[str, Any]:
+    d = {k: v for k, v in asdict(c).items() if k != "post"}
+    d.update(post_q_star=c.post.q_star, post_mean=c.post.mean, post_var=c.post.var, post_rms=c.post.rms)
+    return d
 
 
 def _check(sigma_b2: float, depth: int) -> None:

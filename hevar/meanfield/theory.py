@@ -239,7 +239,7 @@ def log_grad_norm2(act: Activation, widths: Array, log_q: Array, log_q_tilde: Ar
 
 
 def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = None, depth: int = 10,
-           q_in: float = 1.0) -> dict[str, Any]:
+           q_in: float = 1.0, input_preactivation: bool = False) -> dict[str, Any]:
     """Everything `hevar theory` prints, as one dict with stable keys (floats may be nan or ±inf).
 
     Parameters
@@ -253,21 +253,27 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     depth : int
         L, the number of layers predicted.
     q_in : float
-        Input variance E[x²].
+        Input second moment E[x²].
+    input_preactivation : bool
+        Treat the input as a pre-activation, so that q¹ = s·V(q_in) + σ_b² (Poole et al. 2016 and
+        most reference code) instead of hevar's q¹ = s·q_in + σ_b² (the input is not activated).
+        Everything that depends on q¹ (the fixed point reached, χ₁, a jump's location, the layers)
+        is then computed from the equivalent unactivated second moment V(q_in).
 
     Returns
     -------
     dict with keys
 
-    ``activation`` (str, canonical spec), ``sigma_b2``, ``q_in``,
+    ``activation`` (str, canonical spec), ``sigma_b2``, ``q_in``, ``input`` ("not activated" or
+    "pre-activation"), ``q_in_effective`` (the unactivated second moment giving the same q¹),
     ``critical_sigma_w2_n`` (float, nan when none), ``gain`` (√ of it: the std multiplier of
     1/√N, what ``torch.nn.init.calculate_gain`` stands for), ``critical_kind`` (one of
     :data:`KINDS`), ``critical_label`` (one sentence), ``critical_q_star``,
     ``critical_chi1_below``, ``critical_chi1_above``, ``critical_jump_at`` (floats; see
     :class:`Critical`),
     ``sigma_w2_n`` (the value evaluated, or None), ``q_star`` (fixed point reached from q_in),
-    ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; inf when the phase is
-    critical, where -1/ln χ₁ would only measure rounding), ``phase``
+    ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; finite whenever χ₁ ≠ 1
+    exactly, so at a critical point found to rounding it is huge, ~1e15, and its sign is noise), ``phase``
     ("ordered" / "critical" / "chaotic"), ``fixed_points`` (list of ``{"q", "slope", "stable",
     "chi1", "marginal", "saddle_node"}``, all fixed points of the map, see :func:`fixed_points` and
     :class:`FixedPoint`), ``saddle_nodes`` (list of ``{"sigma_w2_n", "q", "pair_below", "chi1"}``: every
@@ -276,14 +282,23 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     "stable"}``: every fixed point with χ₁ = 1 at this σ_b², stable or not, see
     :func:`critical_points`), ``doubly_critical`` (list of ``{"sigma_w2_n", "sigma_b2", "q_star"}``:
     where χ₁ = 1 and the q-map slope is 1 together, any σ_b², see :func:`doubly_critical`),
+    ``warnings`` (list of str: a numerical φ' and what it does to the numbers),
+    ``critical_sigma_w2_n_error`` (the critical value's uncertainty from a numerical φ', 0 when
+    φ' is exact), ``criteria`` (list of ``{"key", "label", "sigma_w2_n", "gain", "chi1", "fixed_point_stable",
+    "log10_factor", "verdict", "note", "post_q_star", "post_mean", "post_var", "post_rms"}``: the
+    second-moment, variance (NF-Net γ²) and critical gains side by side with their verdict over
+    ``depth`` layers, see :mod:`hevar.meanfield.criteria`),
     ``depth`` (L) and ``layers``: list of ``{"layer", "q", "q_tilde", "chi"}`` for l = 1..L with qˡ
     from the forward recursion started at q_in, q̃ˡ from the backward one with q̃ᴸ = 1, and
     χˡ = s·G(qˡ) (so q̃ˡ = χˡ·q̃ˡ⁺¹).
     """
     _check_report_args(sigma_b2, sigma_w2_n, depth, q_in)
+    q_given = float(q_in)
+    q_in = float(V(act, q_given)) if input_preactivation else q_given
     crit = critical_sigma_w2_n(act, float(sigma_b2), float(q_in))
     out: dict[str, Any] = dict(
-        activation=act.name, sigma_b2=float(sigma_b2), q_in=float(q_in),
+        activation=act.name, sigma_b2=float(sigma_b2), q_in=q_given,
+        input="pre-activation" if input_preactivation else "not activated", q_in_effective=q_in,
         critical_sigma_w2_n=crit.sigma_w2_n, gain=math.sqrt(crit.sigma_w2_n),
         critical_kind=crit.kind, critical_label=crit.label, critical_q_star=crit.q_star,
         critical_chi1_below=crit.chi1_below, critical_chi1_above=crit.chi1_above,
@@ -295,6 +310,8 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
                          for p in critical_points(act, float(sigma_b2))],
         doubly_critical=[dict(sigma_w2_n=p.sigma_w2_n, sigma_b2=p.sigma_b2, q_star=p.q_star)
                          for p in doubly_critical(act)],
+        criteria=_criteria_rows(act, float(sigma_b2), int(depth), float(q_in)),
+        **_derivative_warning(act, crit),
         depth=int(depth), layers=[],
     )
     s = crit.sigma_w2_n if sigma_w2_n is None else float(sigma_w2_n)
@@ -303,7 +320,7 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     c = chi1(act, s, sigma_b2, q_in)
     ph = phase(c)
     out.update(sigma_w2_n=s, q_star=q_fixed_point(act, s, sigma_b2, q_in), chi1=c,
-               xi=math.inf if ph == "critical" else depth_scale(c), phase=ph)
+               xi=depth_scale(c), phase=ph)
     out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal,
                                 saddle_node=p.saddle_node)
                            for p in fixed_points(act, s, sigma_b2)]
@@ -314,6 +331,37 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     out["layers"] = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
                           chi=float(chis[l])) for l in range(int(depth))]
     return out
+
+
+def _derivative_warning(act: Activation, crit: Critical) -> dict[str, Any]:
+    """``warnings`` (list of str) and ``critical_sigma_w2_n_error`` (the critical value's uncertainty
+    from a numerical φ', 0 when φ' is exact) for the report."""
+    if act.dphi_error <= 0:
+        return dict(warnings=[], critical_sigma_w2_n_error=0.0)
+    lim = limits(act)
+    q = crit.q_star
+    g = lim.g0 if q == 0 else lim.g_inf if q == math.inf else float(G(act, q)) if q == q else lim.g0
+    rel = 2 * act.dphi_error / math.sqrt(g) if g > 0 else math.inf  # δG/G ≈ 2·δφ'/|φ'|
+    err = crit.sigma_w2_n * rel if math.isfinite(crit.sigma_w2_n) else math.nan
+    kinks = (f"; kinks detected at z = {', '.join(f'{k:g}' for k in act.detected_kinks)} (one-sided differences "
+             "and quadrature panels there)" if act.detected_kinks else "; no kinks detected on |z| ≤ 16")
+    text = (f"φ' of {act.name} is a numerical derivative (8th-order differences, estimated error ≤ "
+            f"{act.dphi_error:.1g} on |z| ≤ 16){kinks}: G, χ₁ and the critical σ_w²·N carry a relative error of "
+            f"about {rel:.1g}" + (f" (σ_w²·N = {crit.sigma_w2_n:.6g} ± {err:.1g})" if math.isfinite(err) else "")
+            + "; give MODULE:FUNCTION:MODULE:DERIVATIVE for exact values.")
+    return dict(warnings=[text], critical_sigma_w2_n_error=err)
+
+
+def _criteria_rows(act: Activation, sigma_b2: float, depth: int, q_in: float) -> list[dict[str, Any]]:
+    from hevar.meanfield import criteria
+
+    rows = []
+    for c in criteria.criteria(act, sigma_b2, depth, q_in, with_depth=False):
+        rows.append(dict(key=c.key, label=c.label, sigma_w2_n=c.sigma_w2_n, gain=c.gain, chi1=c.chi1,
+                         fixed_point_stable=c.fixed_point_stable, log10_factor=c.log10_factor, verdict=c.verdict,
+                         note=c.note, post_q_star=c.post.q_star, post_mean=c.post.mean, post_var=c.post.var,
+                         post_rms=c.post.rms))
+    return rows
 
 
 def _check_report_args(sigma_b2: float, sigma_w2_n: float | None, depth: int, q_in: float) -> None:

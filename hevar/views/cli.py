@@ -373,6 +373,11 @@ def theory_command(
         "the branch scale α that keeps q̃¹/q̃ᴸ within a factor 2. [default: mlp, the report above]"),
     branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
         help="Residual branch scale α for --arch (a number or an expression in L). [default: 1]"),
+    q_in: Optional[str] = typer.Option(None, "--q-in", metavar="FLOAT",
+        help="The input's second moment E[x²]; it decides the fixed point reached. [default: 1]"),
+    input_preactivation: bool = typer.Option(False, "--input-preactivation",
+        help="Treat the input as a pre-activation: q¹ = σ_w²N·V(q_in) + σ_b² (Poole et al.'s convention) instead "
+        "of σ_w²N·q_in + σ_b²."),
 ) -> None:
     """Mean-field theory for one activation: the critical σ_w²·N (χ₁ = 1) and how it arises,
     q*, χ₁, the depth scale ξ and the phase at σ_w²·N, and per-layer qˡ, q̃ˡ (q̃ᴸ = 1).
@@ -394,11 +399,15 @@ def theory_command(
             return
     report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
-                           depth=parse_depth(depth if depth is not None else 10))
+                           depth=parse_depth(depth if depth is not None else 10),
+                           q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
     if as_json:
         out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
-    head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}", title_justify="left", show_header=False)
+    convention = "" if report["q_in"] == 1 and report["input"] == "not activated" else \
+        f", q_in = {report['q_in']:g} ({report['input']})"
+    head = Table(title=f"{report['activation']}, σ_b² = {report['sigma_b2']:g}{convention}", title_justify="left",
+                 show_header=False)
     head.add_column("", justify="left")
     head.add_column("", justify="right")
     head.add_row("critical σ_w²·N", _num(report["critical_sigma_w2_n"]))
@@ -407,7 +416,7 @@ def theory_command(
     head.add_row("q* at critical", _num(report["critical_q_star"]))
     if report["sigma_w2_n"] is not None:
         head.add_row("σ_w²·N evaluated", _num(report["sigma_w2_n"]))
-        head.add_row("q* reached from q_in = 1", _num(report["q_star"]))
+        head.add_row(f"q* reached from q_in = {report['q_in']:g}", _num(report["q_star"]))
         head.add_row("χ₁", _num(report["chi1"]))
         head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
         head.add_row("phase", report["phase"])
@@ -425,6 +434,23 @@ def theory_command(
                      f"{'below' if p['pair_below'] else 'above'})")
     out.print(head)
     out.print(report["critical_label"], markup=False, highlight=False)
+    for warning in report["warnings"]:
+        out.print(f"warning: {warning}", markup=False, highlight=False)
+    crit_table = Table(title=f"three gain criteria (verdict: q̃¹/q̃ᴸ over L = {report['depth']} from q_in = 1)",
+                       title_justify="left")
+    for col in ("criterion", "σ_w²·N", "χ₁", "q*", "E[φ]", "rms φ", "verdict"):
+        crit_table.add_column(col, justify="left" if col in ("criterion", "verdict") else "right", no_wrap=True)
+    short = {"second_moment": "second moment", "variance": "variance γ²", "critical": "critical"}
+    g = lambda x: "—" if x is None or not math.isfinite(x) else f"{x:.4g}"  # noqa: E731
+    for c in report["criteria"]:
+        stab = {True: " (stable q*)", False: " (unstable q*)"}.get(c["fixed_point_stable"], "")
+        crit_table.add_row(short.get(c["key"], c["key"]) + stab, g(c["sigma_w2_n"]), g(c["chi1"]), g(c["post_q_star"]),
+                           g(c["post_mean"]), g(c["post_rms"]), c["verdict"] or "—")
+    crit_table.caption = "E[φ], rms φ = √E[φ²]: post-activation statistics at the q* reached (--json: Var φ too)"
+    crit_table.caption_justify = "left"
+    out.print(crit_table)
+    for c in report["criteria"]:
+        out.print(f"  {c['label']}: {c['note']}", markup=False, highlight=False)
     if not report["layers"]:
         out.print("No critical σ_w²·N: pass --sigma-w2 FLOAT for per-layer predictions.", markup=False, highlight=False)
         return
@@ -441,6 +467,19 @@ def theory_command(
         else:
             layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]), _num(row["chi"]))
     out.print(layers)
+
+
+def _parse_q_in(raw: Optional[str]) -> float:
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"The 'q-in' parameter must be a float in the range (0, inf). Got {raw!r} instead.",
+                         param="q-in")
+    return value
 
 
 def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path], as_json: bool) -> None:
