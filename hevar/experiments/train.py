@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -332,3 +333,108 @@ def run_grid(cfg, settings: TrainSettings, data_name: str, on_done=None) -> dict
         grads += g
     n_classes = next(iter(datasets.values())).n_classes
     return dict(training=training, grads=grads, summary=summarise(results, n_classes, settings.steps))
+
+
+# --- options, presets and the run folder ----------------------------------------------------------
+
+# Training options: name as the user writes it → (field, kind, lo, hi); intervals [lo, hi) except lr's (0, hi).
+TRAIN_OPTIONS = {"steps": ("steps", int, 0, 10_000_001), "lr": ("lr", float, 0, math.inf),
+                 "momentum": ("momentum", float, 0, 1), "batch": ("batch", int, 1, 1_000_001),
+                 "eval-every": ("eval_every", int, 1, 10_000_001)}
+RUN_KEYS = ("optimizer", "data", "out", "plot")
+# Network defaults of `hevar train` where they differ from `hevar sweep`'s (He et al.'s 30 layers,
+# digits' 64 pixels, Xavier against He).
+NETWORK_DEFAULTS = {"depth": 30, "width": 64, "sigma_w2": "1,2", "seeds": 3}
+
+
+def parse_settings(values: Mapping) -> TrainSettings:
+    """A :class:`TrainSettings` from option values (None or missing: the default); one-line UsageErrors."""
+    from hevar.experiments.config import _number
+
+    given = {}
+    for name, (fld, kind, lo, hi) in TRAIN_OPTIONS.items():
+        raw = values.get(fld)
+        if raw is not None:
+            given[fld] = _number(name, raw, kind, lo, hi, lo_open=name == "lr")
+    opt = values.get("optimizer")
+    if opt is not None:
+        if not isinstance(opt, str) or opt.strip().lower() not in OPTIMIZERS:
+            shown = f"'{opt}'" if isinstance(opt, str) else repr(opt)
+            raise UsageError(f"The 'optimizer' parameter must be one of {', '.join(OPTIMIZERS)}. Got {shown} instead.",
+                             param="optimizer")
+        given["optimizer"] = opt.strip().lower()
+    return TrainSettings(**given)
+
+
+def parse_data(raw) -> str:
+    from hevar.experiments.data import DATASETS
+
+    name = raw.strip().lower() if isinstance(raw, str) else raw
+    if name not in DATASETS:
+        shown = f"'{raw}'" if isinstance(raw, str) else repr(raw)
+        raise UsageError(f"The 'data' parameter must be one of {', '.join(DATASETS)}. Got {shown} instead.",
+                         param="data")
+    return name
+
+
+def read_preset(path) -> tuple[dict, dict]:
+    """(network preset, training values) of a TOML file: the sweep's keys (as
+    :func:`hevar.experiments.config.read_preset` takes them) and the training keys of this module."""
+    import difflib
+    from pathlib import Path
+
+    from hevar.experiments import config
+
+    path = Path(path)
+    try:
+        data = config.tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"The 'config' parameter must be an existing TOML file. Got '{path}' instead.",
+                         param="config") from None
+    except (OSError, UnicodeDecodeError, config.tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"The 'config' parameter must be a readable TOML file. Got '{path}' instead ({exc}).",
+                         param="config") from None
+    net, training = config.Preset(), {}
+    net.path = path
+    known = sorted(set(config.OPTION_NAMES) - {"batch", "dtype"}) + sorted(TRAIN_OPTIONS) + list(RUN_KEYS)
+    for key, value in data.items():
+        norm = key.replace("_", "-")
+        if norm in TRAIN_OPTIONS:
+            training[TRAIN_OPTIONS[norm][0]] = value
+        elif norm in RUN_KEYS:
+            training[norm] = value
+        elif norm in config.OPTION_NAMES and norm not in ("batch", "dtype"):
+            net[config.OPTION_NAMES[norm]] = value
+        else:
+            close = difflib.get_close_matches(norm, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(f"The 'config' parameter has an unknown key '{key}' in {path}; allowed keys are "
+                             f"{', '.join(known)}.{hint}", param="config")
+    return net, training
+
+
+def network_config(flags: Mapping, preset: Mapping | None = None):
+    """The network grid as a :class:`~hevar.experiments.config.SweepConfig`: train's defaults <
+    ``preset`` < ``flags``; a width profile is not supported (the data's N_0 is the width)."""
+    from hevar.experiments import config
+
+    merged = config.Preset({**NETWORK_DEFAULTS, **(preset or {})})
+    merged.path = getattr(preset, "path", None)
+    cfg = config.build_config(flags, merged)
+    if cfg.widths:
+        raise UsageError(f"The 'widths' parameter is not supported by `hevar train` (constant widths only). "
+                         f"Got '{cfg.widths}' instead.", param="widths")
+    return cfg
+
+
+def write_run(run_dir, tables: Mapping[str, list[dict]], manifest: Mapping) -> None:
+    """training.csv, training_grads.csv, training_summary.csv and manifest.json into ``run_dir``."""
+    from pathlib import Path
+
+    from hevar.results import store
+
+    run_dir = Path(run_dir)
+    store.write_csv(run_dir / "training.csv", TRAINING_COLUMNS, tables["training"])
+    store.write_csv(run_dir / "training_grads.csv", GRAD_COLUMNS, tables["grads"])
+    store.write_csv(run_dir / "training_summary.csv", SUMMARY_COLUMNS, tables["summary"])
+    store.write_manifest(run_dir, manifest)
