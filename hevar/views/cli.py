@@ -462,7 +462,14 @@ def train_command(
     manifest = dict(command="train", config=cfg.to_dict(), training=dataclasses.asdict(settings), data=data_name,
                     argv=sys.argv, hevar_version=__version__, created=runner.now(), seconds=round(seconds, 3))
     train_mod.write_run(run_dir, tables, manifest)
-    _print_training(tables["summary"], settings.steps, seconds)
+    finals: dict[tuple, list[float]] = {}
+    for r in tables["training"]:  # the last row of each run is its final evaluation (or its divergence)
+        finals.setdefault(tuple(r[k] for k in ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist",
+                                                "seed_index")), []).append(r["test_acc"])
+    per_seed: dict[tuple, list[float]] = {}
+    for key, accs in finals.items():
+        per_seed.setdefault(key[:-1], []).append(accs[-1])
+    _print_training(tables["summary"], per_seed, settings.steps, seconds)
     if do_plot:
         from hevar.views.figures.training import training_figure
 
@@ -480,18 +487,28 @@ def train_command(
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
-def _print_training(rows: list[dict], steps: int, seconds: float) -> None:
+def _print_training(rows: list[dict], seeds: dict, steps: int, seconds: float) -> None:
+    """Final test accuracy per configuration: the keys that vary as columns, the others in the title."""
     from rich import box
 
+    keys = (("activation", "activation"), ("arch", "arch"), ("L", "depth"), ("N", "width"), ("σ_b²", "sigma_b2"),
+            ("dist", "dist"))
+    varying = [(name, k) for name, k in keys if len({r[k] for r in rows}) > 1]
+    fixed = [f"{name} = {rows[0][k]:g}" if isinstance(rows[0][k], float) else f"{name} = {rows[0][k]}"
+             for name, k in keys if (name, k) not in varying and rows]
+    out.print(f"Final test accuracy after {steps} steps ({', '.join(fixed)}; chance "
+              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s)", markup=False, highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for col in ("activation", "arch", "L", "N", "σ_b²", "σ_w²·N", "seeds", "test acc", "16–84 %", "train loss", "status"):
-        table.add_column(col, justify="left" if col in ("activation", "arch", "status") else "right", no_wrap=True)
+    for name, _ in varying:
+        table.add_column(name, justify="left", no_wrap=True)
+    for col in ("σ_w²·N", "test acc", "per seed", "train loss", "status"):
+        table.add_column(col, justify="left" if col in ("per seed", "status") else "right", no_wrap=col != "per seed")
     for r in rows:
-        table.add_row(r["activation"], r["arch"], str(r["depth"]), str(r["width"]), f"{r['sigma_b2']:g}",
-                      f"{r['sigma_w2_n']:g}", str(r["n_seeds"]), _fmt(r["test_acc"]),
-                      f"{_fmt(r['test_acc_lo'])}–{_fmt(r['test_acc_hi'])}", _fmt(r["train_loss"]), r["status"])
-    out.print(f"Final test accuracy after {steps} steps (mean over seeds; chance "
-              f"{_fmt(rows[0]['chance'] if rows else math.nan)}), {seconds:.1f} s", markup=False, highlight=False)
+        per_seed = seeds.get(tuple(r[k] for k in ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2",
+                                                     "dist")), [])
+        table.add_row(*(f"{r[k]:g}" if isinstance(r[k], float) else str(r[k]) for _, k in varying),
+                      f"{r['sigma_w2_n']:g}", _fmt(r["test_acc"]), " ".join(_fmt(a, 2) for a in per_seed),
+                      _fmt(r["train_loss"]), r["status"])
     out.print(table)
 
 
