@@ -83,7 +83,7 @@ TABLES = {
     "crossings": ("crossings.csv", CROSSING_COLUMNS),
 }
 
-STRING_COLUMNS = frozenset({"config_id", "curve_id", "activation", "critical_kind", "status", "widths", "mode", "dist",
+STRING_COLUMNS = frozenset({"config_id", "curve_id", "activation", "critical_kind", "status", "widths", "mode", "dist", "arch",
                             "kind"})
 
 

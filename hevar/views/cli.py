@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import io
 import math
 import os
 import shlex
@@ -629,6 +631,123 @@ def activations_command() -> None:
         params = ", ".join(f"{p['name']}={p['default']:g}" for p in row["params"]) or "—"
         table.add_row(name, params, "yes" if row["closed_form"] else "no (quadrature)",
                       "yes" if row["homogeneous"] else "no", row["summary"])
+    out.print(table)
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    act: Optional[str] = typer.Option(None, "--act", metavar="LIST", help="Activation(s), comma list. [default: relu]"),
+    depth: Optional[str] = typer.Option(None, "--depth", metavar="LIST", help="Number of layers L, comma list. [default: 30]"),
+    width: Optional[str] = typer.Option(None, "--width", metavar="LIST",
+        help="Units per layer N, comma list; also the input width N_0 the data is mapped to. [default: 64]"),
+    sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="GRID",
+        help="Weight variance in units of 1/N: comma list or start:stop:step. [default: 1,2 (Xavier, He)]"),
+    sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="GRID", help="Bias variance σ_b² (raw). [default: 0]"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="INT", help="Networks per configuration. [default: 3]"),
+    seed: Optional[str] = typer.Option(None, "--seed", metavar="INT", help="Base random seed (as hevar sweep's). [default: 0]"),
+    dist: Optional[str] = typer.Option(None, "--dist", metavar="LIST", help="Weight distribution(s), as hevar sweep's. [default: normal]"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC", help="Architecture, as hevar sweep's. [default: mlp]"),
+    branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA", help="Residual branch scale α. [default: 1]"),
+    steps: Optional[str] = typer.Option(None, "--steps", metavar="INT", help="SGD steps. [default: 1000]"),
+    lr: Optional[str] = typer.Option(None, "--lr", metavar="FLOAT", help="Constant learning rate. [default: 0.01]"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="NAME", help="sgd or momentum (μ = --momentum). [default: sgd]"),
+    momentum: Optional[str] = typer.Option(None, "--momentum", metavar="FLOAT", help="Momentum μ in [0, 1). [default: 0.9]"),
+    batch: Optional[str] = typer.Option(None, "--batch", metavar="INT", help="Minibatch size. [default: 64]"),
+    data: Optional[str] = typer.Option(None, "--data", metavar="NAME",
+        help="digits (scikit-learn's 8×8 images, 10 classes) or teacher (a random tanh teacher). [default: digits]"),
+    eval_every: Optional[str] = typer.Option(None, "--eval-every", metavar="INT", help="Evaluate every INT steps. [default: 100]"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder. [default: outputs/TIME-train]"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML preset (configs/he2015_training.toml)."),
+    plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Draw plots/training.png. [default: plot]"),
+) -> None:
+    """Train the sweep's networks (same architecture, initialisation and seeds) with SGD and a softmax
+    readout; write training.csv, training_grads.csv (‖∂loss/∂Wˡ‖² at step 0), training_summary.csv and
+    plots/training.png to a run folder."""
+    import sys
+    import time
+
+    from hevar.experiments import train as train_mod
+
+    net_preset, train_preset = train_mod.read_preset(config) if config is not None else ({}, {})
+    cfg = train_mod.network_config(dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
+                                        seeds=seeds, seed=seed, dist=dist, arch=arch, branch_scale=branch_scale),
+                                   net_preset)
+    given = dict(steps=steps, lr=lr, optimizer=optimizer, momentum=momentum, batch=batch, eval_every=eval_every)
+    settings = train_mod.parse_settings({**train_preset, **{k: v for k, v in given.items() if v is not None}})
+    data_name = train_mod.parse_data(data if data is not None else train_preset.get("data", "digits"))
+    preset_out = train_preset.get("out")
+    run_dir = out_dir or (Path(preset_out) if isinstance(preset_out, str) else None) \
+        or store.default_run_dir(Path("outputs"), "train", runner.now())
+    run_dir = store.prepare_run_dir(run_dir)
+    try:
+        (run_dir / store.POINTS).rmdir()  # training keeps no per-task points
+    except OSError:
+        pass
+    do_plot = plot if plot is not None else bool(train_preset.get("plot", True))
+    n_runs = len(train_mod.plan(cfg))
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    start = time.perf_counter()
+    with progress:
+        bar = progress.add_task("", total=n_runs)
+
+        def on_done(spec, hist) -> None:
+            progress.update(bar, advance=1, description=f"σ_w²·N={spec.sigma_w2_n:g} L={spec.depth} seed "
+                            f"{spec.seed_index}: test acc {hist.test_acc[-1] if hist.test_acc else float('nan'):.3f}")
+
+        tables = train_mod.run_grid(cfg, settings, data_name, on_done=on_done)
+    seconds = time.perf_counter() - start
+    manifest = dict(command="train", config=cfg.to_dict(), training=dataclasses.asdict(settings), data=data_name,
+                    argv=sys.argv, hevar_version=__version__, created=runner.now(), seconds=round(seconds, 3))
+    train_mod.write_run(run_dir, tables, manifest)
+    finals: dict[tuple, list[float]] = {}
+    for r in tables["training"]:  # the last row of each run is its final evaluation (or its divergence)
+        finals.setdefault(tuple(r[k] for k in ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist",
+                                                "seed_index")), []).append(r["test_acc"])
+    per_seed: dict[tuple, list[float]] = {}
+    for key, accs in finals.items():
+        per_seed.setdefault(key[:-1], []).append(accs[-1])
+    _print_training(tables["summary"], per_seed, settings.steps, seconds)
+    if do_plot:
+        from hevar.views.figures.training import training_figure
+
+        table = store.read_table(run_dir / "training.csv")
+        (run_dir / "plots").mkdir(exist_ok=True)
+        chance = tables["summary"][0]["chance"] if tables["summary"] else None
+        fig = training_figure(table, chance, f"{data_name}: {', '.join(cfg.act)}, L = {','.join(map(str, cfg.depth))}, "
+                              f"N = {','.join(map(str, cfg.width))}, {settings.optimizer} lr {settings.lr:g}, "
+                              f"batch {settings.batch}")
+        path = run_dir / "plots" / "training.png"
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        store.write_atomic(path, buf.getvalue())
+        out.print(f"  figure: {path}", markup=False, highlight=False)
+    out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
+
+
+def _print_training(rows: list[dict], seeds: dict, steps: int, seconds: float) -> None:
+    """Final test accuracy per configuration: the keys that vary as columns, the others in the title."""
+    from rich import box
+
+    keys = (("activation", "activation"), ("arch", "arch"), ("L", "depth"), ("N", "width"), ("σ_b²", "sigma_b2"),
+            ("dist", "dist"))
+    varying = [(name, k) for name, k in keys if len({r[k] for r in rows}) > 1]
+    fixed = [f"{name} = {rows[0][k]:g}" if isinstance(rows[0][k], float) else f"{name} = {rows[0][k]}"
+             for name, k in keys if (name, k) not in varying and rows]
+    out.print(f"Final test accuracy after {steps} steps ({', '.join(fixed)}; chance "
+              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s)", markup=False, highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for name, _ in varying:
+        table.add_column(name, justify="left", no_wrap=True)
+    for col in ("σ_w²·N", "test acc", "per seed", "train loss", "status"):
+        table.add_column(col, justify="left" if col in ("per seed", "status") else "right", no_wrap=col != "per seed")
+    for r in rows:
+        per_seed = seeds.get(tuple(r[k] for k in ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2",
+                                                     "dist")), [])
+        table.add_row(*(f"{r[k]:g}" if isinstance(r[k], float) else str(r[k]) for _, k in varying),
+                      f"{r['sigma_w2_n']:g}", _fmt(r["test_acc"]), " ".join(_fmt(a, 2) for a in per_seed),
+                      _fmt(r["train_loss"]), r["status"])
     out.print(table)
 
 
