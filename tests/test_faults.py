@@ -254,13 +254,13 @@ def test_a_sweep_whose_plots_cannot_be_written_keeps_its_results(tmp_path, refer
 
 
 def test_ctrl_c_while_the_figures_are_drawn(copy, monkeypatch):
-    from hevar.views import plots
+    from hevar.views import figures
 
-    def render_run(run_dir):  # one figure written, then Ctrl-C
+    def render_run(run_dir, formats=("png",)):  # one figure written, then Ctrl-C
         store.write_atomic(Path(run_dir) / "plots" / "q_tilde.png", b"png")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "render_run", render_run)
+    monkeypatch.setattr(figures, "render_run", render_run)
     (copy / "plots").mkdir(exist_ok=True)
     line = _one_line(_invoke("plot", copy), EXIT_INTERRUPTED)
     assert line == (f"Interrupted while drawing the figures ({len(list((copy / 'plots').glob('*.png')))} in "

@@ -85,9 +85,13 @@ def test_sweep_names_the_function_the_caller_the_values_and_what_was_saved(tmp_p
     assert result.exit_code == 2, result.output
     line = _one_line(result)
     assert line.startswith(f"Error: The 'act' parameter '{MODULE}:{kind}' must be a function")
-    assert PROBLEM[kind] in line and "the engine's pass (hevar.engine.passes._Pointwise.forward)" in line
-    assert "float64 array of shape (8, 8) with z in [" in line
-    assert line.endswith(f"0 of 2 tasks are saved in {run}. Resume with: hevar sweep --resume {run}")
+    assert PROBLEM[kind] in line
+    # the first caller to meet the failure is named: the theory's kink probe (a large array, before
+    # the pass) or the engine's pass itself
+    assert ("mean-field theory (hevar.meanfield.numdiff._apply)" in line or "the engine's pass" in line), line
+    assert "float64 array of shape (" in line and "with z in [" in line
+    if "the engine's pass" in line:  # failed mid-run: what was saved and how to resume
+        assert line.endswith(f"0 of 2 tasks are saved in {run}. Resume with: hevar sweep --resume {run}")
     assert not (run / "layers.csv").exists() and not list(run.glob(".*.tmp"))
 
 
@@ -98,7 +102,7 @@ def test_theory_and_gains_name_the_function_and_the_integral(command, kind):
     assert result.exit_code == 2, result.output
     line = _one_line(result)
     assert f"'act' parameter '{MODULE}:{kind}'" in line and PROBLEM[kind] in line
-    assert "the theory's Gaussian integrals (hevar.meanfield.gaussian." in line and "with z in [" in line
+    assert ("the theory's Gaussian integrals (hevar.meanfield.gaussian." in line or "mean-field theory (hevar.meanfield.numdiff." in line) and "with z in [" in line
 
 
 def test_a_user_keyboard_interrupt_in_a_worker_process_is_the_same_line(tmp_path):
@@ -111,17 +115,17 @@ def test_a_real_ctrl_c_inside_the_function_is_still_an_interruption(tmp_path):
     run = tmp_path / "run"
     result = runner.invoke(app, ["sweep", "--act", f"{MODULE}:ctrl_c", *SWEEP, "--out", str(run)])
     assert result.exit_code == 130, result.output
-    assert _one_line(result) == f"Interrupted: 0 of 2 tasks are saved in {run}. Resume with: hevar sweep --resume {run}"
+    # the theory's kink probe may meet the Ctrl-C before the run starts (nothing saved), or the pass after it
+    assert _one_line(result) in ("Interrupted.",
+                                 f"Interrupted: 0 of 2 tasks are saved in {run}. Resume with: hevar sweep --resume {run}")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the CLI put Python's handler back
 
 
 def test_the_numerical_derivative_and_the_python_api_raise_the_same_error():
-    act = parse_activation(f"{MODULE}:raises")
-    import numpy as np
-
-    with pytest.raises(UserFunctionError, match=r"through the numerical derivative φ'") as info:
-        act.dphi(np.zeros((3, 3)))
+    """A φ given without φ' is probed for kinks on a large array when it is parsed: a function that
+    fails there is refused at once, naming act and the call, and a Ctrl-C stays a Ctrl-C."""
+    with pytest.raises(UserFunctionError, match=r"raised ValueError: only small arrays") as info:
+        parse_activation(f"{MODULE}:raises")
     assert info.value.param == "act"
-    assert act.phi(np.zeros((2, 2))).shape == (2, 2)  # small arrays still work
     with pytest.raises(KeyboardInterrupt):  # outside the CLI a KeyboardInterrupt is taken as a real Ctrl-C
-        parse_activation(f"{MODULE}:interrupts").phi(np.zeros((3, 3)))
+        parse_activation(f"{MODULE}:interrupts")

@@ -6,6 +6,7 @@ several bad values; the property tests drive the grid and activation parsers wit
 
 from __future__ import annotations
 
+import hevar
 import json
 import math
 import re
@@ -162,7 +163,7 @@ def _path_cases(tmp: Path) -> list[tuple[list[str], str, Path | None]]:
     (no_config / "manifest.json").write_text(json.dumps({"hevar": "0"}))
     bad_config = tmp / "bad_config_run"
     bad_config.mkdir()
-    (bad_config / "manifest.json").write_text(json.dumps({"config": {"depth": [0]}}))
+    (bad_config / "manifest.json").write_text(json.dumps({"hevar": hevar.__version__, "config": {"depth": [0]}}))
     bad_toml = tmp / "bad.toml"
     bad_toml.write_text("depth = \n")
     binary = tmp / "binary.toml"
