@@ -178,7 +178,7 @@ def _path_cases(tmp: Path) -> list[tuple[list[str], str, Path | None]]:
         (["--resume", str(tmp / "missing")], "'resume'", tmp / "missing"),
         (["--resume", str(bad_manifest)], "manifest", bad_manifest / "points"),
         (["--resume", str(no_config)], "manifest", no_config / "points"),
-        (["--resume", str(bad_config)], "'depth'", bad_config / "points"),
+        (["--resume", str(bad_config)], "is damaged: its 'config' has no", bad_config / "points"),
         (["--config", str(tmp / "missing.toml")], "'config'", None),
         (["--config", str(tmp)], "'config'", None),
         (["--config", str(bad_toml)], "'config'", None),
