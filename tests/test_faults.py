@@ -70,7 +70,7 @@ MANIFEST_DAMAGE = {
     "config of the wrong type": (lambda m: dict(m, config="relu"), "'config' is a JSON str"),
     "attempts of the wrong type": (lambda m: dict(m, attempts={"a": 1}), "'attempts' is a JSON dict"),
     "an attempt of the wrong type": (lambda m: dict(m, attempts=[1]), "'attempts' must be a list of objects"),
-    "no version": (lambda m: {k: v for k, v in m.items() if k != "hevar"}, "it has no 'hevar'"),
+    "no version": (lambda m: {k: v for k, v in m.items() if k != "hevar"}, "it has no 'hevar' (the version that made it)"),
     "no started": (lambda m: {k: v for k, v in m.items() if k != "started"}, None),  # optional: resumes
     "config without depth": (lambda m: dict(m, config={k: v for k, v in m["config"].items() if k != "depth"}),
                              "its 'config' has no 'depth'"),

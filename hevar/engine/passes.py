@@ -247,7 +247,8 @@ def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kin
         transient = 3 * max(widths) * cols * item if generic else 0
         # x, g, G¹x; the per-layer column sums (2) and the reduction's temporaries (5) in float64.
         small = (2 * widths[0] + widths[1]) * batch * item + 7 * L * cols * 8 + 16 * cols * 8
-        return kept_phi + work + transient + small
+        squares = 8 * min(max(widths[l - 1] * widths[l] for l in range(1, L + 1)), _MEAN_SQUARE_BLOCK)  # _mean_square
+        return kept_phi + work + transient + small + squares
 
     chunk = n_configs
     if memory_budget is not None:
@@ -321,6 +322,13 @@ class _BufferPool:
                 if self.held + buf.nbytes <= self.capacity:
                     self.free.setdefault((buf.shape, buf.dtype), []).append(buf)
                     self.held += buf.nbytes
+
+    def keep_only(self, keys: set[tuple]) -> None:
+        """Drop the buffers of shapes (and dtypes) not in ``keys``: a pass of other shapes would leave
+        them held beside its own, beyond what :func:`memory_estimate` counts for it."""
+        with self.lock:
+            for key in [k for k in self.free if k not in keys]:
+                self.held -= sum(b.nbytes for b in self.free.pop(key))
 
 
 _POOL = _BufferPool(DEFAULT_WEIGHT_BUDGET)
@@ -423,6 +431,8 @@ def measure(
     K = weight_std.shape[0]
     kernel = _Pointwise(act, dt)
     plan = _plan(widths, K, batch, dt, kernel.kind, weight_budget, memory_budget)
+    scratch = max((widths[l] * widths[l - 1] for l in range(1, len(widths)) if l not in plan.kept), default=0)
+    _POOL.keep_only({((widths[l], widths[l - 1]), dt) for l in plan.kept} | {((scratch,), dt)})
     weights = _Weights(streams, widths, dt, plan.kept)
     weights.prefetch(_sampling_threads())
     x = streams.inputs(widths[0], batch, dt)

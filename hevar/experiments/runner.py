@@ -69,18 +69,20 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
                          "instead.", param="resume")
     if manifest is None:
         return cfg, None
+    path = Path(run_dir) / store.MANIFEST
     recorded = manifest["config"]
-    required = MANIFEST_CONFIG_KEYS | (set() if recorded.get("widths") else {"width"})
-    missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig().to_dict()) - {"width"})
-    if missing or unknown:
-        raise UsageError(f"The run folder's manifest '{Path(run_dir) / store.MANIFEST}' is damaged: its 'config' "
-                         + (f"has no {', '.join(map(repr, missing))}" if missing else
-                            f"has unknown key(s) {', '.join(map(repr, unknown))}") + ".", param=name)
-    try:
+    try:  # its values first: a bad one is named as the option it stands for
         previous = build_config(recorded)
     except UsageError as exc:
-        raise UsageError(f"{Path(run_dir) / store.MANIFEST}: {exc}", param=exc.param) from None
-    made_by = manifest.get("hevar", "an unknown version")
+        raise UsageError(f"{path}: {exc}", param=exc.param) from None
+    required = MANIFEST_CONFIG_KEYS | (set() if recorded.get("widths") else {"width"})
+    missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig().to_dict()) - {"width"})
+    if missing or unknown or "hevar" not in manifest:  # defaults would stand in for what ran: refuse
+        what = (f"its 'config' has no {', '.join(map(repr, missing))}" if missing else
+                f"its 'config' has unknown key(s) {', '.join(map(repr, unknown))}" if unknown else
+                "it has no 'hevar' (the version that made it)")
+        raise UsageError(f"The run folder's manifest '{path}' is damaged: {what}.", param=name)
+    made_by = manifest["hevar"]
     if made_by != __version__:  # finished points would mix two versions' numbers
         raise UsageError(f"The '{name}' parameter names a run folder made by hevar {made_by}; this is hevar "
                          f"{__version__}. Finish it with hevar {made_by}, or start a new --out folder.", param=name)
@@ -124,7 +126,7 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
         executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
-        argv: list[str] | None = None, option: str = "out") -> Outcome:
+        argv: list[str] | None = None, option: str = "out", memory_budget: int | None = None) -> Outcome:
     """Run ``cfg`` and return its tables.
 
     With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
@@ -136,7 +138,8 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
     ``run_dir`` nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`,
     not yet entered (default: this process). ``on_start(total)`` is called once the executor is
     ready (a Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after
-    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so.
+    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so. ``memory_budget``:
+    bytes each task's engine may use (from :func:`hevar.experiments.resources.plan_run`).
     """
     from hevar.experiments.executors import Serial
     from hevar.results.lock import RunLock
@@ -187,7 +190,7 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             if on_start:
                 on_start(total)
             results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"],
-                                              damaged=damaged)
+                                              damaged=damaged, memory_budget=memory_budget)
         rows = tables(cfg, results)
         if run_dir is not None:
             store.write_tables(run_dir, rows)

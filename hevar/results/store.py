@@ -375,7 +375,7 @@ def prepare_run_dir(path: Path, name: str = "out") -> Path:
 
 
 # What the code reads of a manifest: key → (allowed types, required).
-MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), True), "started": ((str,), False),
+MANIFEST_KEYS = {"config": ((dict,), True), "hevar": ((str,), False), "started": ((str,), False),
                  "finished": ((str, type(None)), False), "attempts": ((list,), False)}
 
 
