@@ -75,9 +75,8 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
-    if scheduler is None:
-        resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
-    outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor)
+    plan = resources.check_memory(cfg, workers=getattr(executor, "jobs", 1), remote=scheduler is not None)
+    outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, memory_budget=plan.budget)
     if plot and run_dir is not None:
         from hevar.views import figures
 

@@ -310,19 +310,19 @@ def test_memory_guard_refuses_before_anything_is_written(cwd):
 
     flags = dict(act="gelu", depth="200", width="64", batch="512", seeds="1")
     cfg = build_config(flags)
-    need = resources.task_memory(cfg, "gelu", 200, 64)
-    helps = max(resources.task_memory(cfg, "gelu", 200, 64, dtype="float32"),
-                resources.task_memory(cfg, "gelu", 200, 64, batch=1))
-    limit = (helps + need) // 2  # enough for float32 or a batch of one, not for this run
-    assert helps < limit < need
+
+    def least(**change):  # one configuration at a time with no weights kept: the least a task can take
+        return resources.task_memory(cfg, "gelu", 200, 64, budget=1, n_configs=1, **change)
+
+    fixed = resources.INTERPRETER_BYTES + resources.plan_run(cfg, memory=resources.Memory(2**40, "x")).rows_bytes
+    helps = max(least(dtype="float32"), least(batch=1))
+    limit = fixed + (helps + least()) // 2  # room for float32 or a batch of one, not for this run
     argv = ["sweep", *[x for k, v in flags.items() for x in (f"--{k}", v)], "--no-plot"]
     result = _invoke(argv, cwd, env={"HEVAR_MEMORY_LIMIT": str(limit)})
     message = _assert_rejected(result, "'batch'")
     assert f"{resources._size(limit)} is available (HEVAR_MEMORY_LIMIT)" in message
-    assert f"needs about {resources._size(need)}" in message
     suggested = int(re.search(r"--batch (\d+) or less", message).group(1))
-    assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested) <= limit
-    assert resources.task_memory(cfg, "gelu", 200, 64, batch=suggested + 1) > limit
+    assert least(batch=suggested) <= limit - fixed < least(batch=suggested + 1)
     assert "--dtype float32" in message
     assert _listing(cwd) == []
 
@@ -338,7 +338,8 @@ def test_sizes_are_written_in_the_unit_that_reads(n, text):
 def test_a_tiny_memory_limit_is_shown_in_kib(cwd):
     result = _invoke(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot"], cwd,
                      env={"HEVAR_MEMORY_LIMIT": "1K"})
-    assert "but 1 KiB is available" in _assert_rejected(result, "'batch'")
+    message = _assert_rejected(result, "'HEVAR_MEMORY_LIMIT' environment variable must leave room for hevar itself")
+    assert "but 1 KiB is available" in message
 
 
 def test_memory_guard_names_a_bad_limit(cwd):
@@ -348,17 +349,20 @@ def test_memory_guard_names_a_bad_limit(cwd):
     assert _listing(cwd) == []
 
 
-def test_memory_guard_uses_the_engine_estimate_of_one_configuration(monkeypatch):
+def test_memory_guard_counts_the_chunked_task_the_rows_and_the_workers(monkeypatch):
     from hevar.experiments import resources
-    from hevar.engine.passes import memory_estimate
 
     cfg = build_config(dict(act="relu", depth="30", width="16,64", sigma_w2="1,2,3,4", batch="8"))
-    need = memory_estimate((64,) * 31, 1, 8, "float64", act=parse_activation("relu"))
-    resources.check_memory(cfg, memory=resources.Memory(need, "test"))  # exactly enough: passes
-    with pytest.raises(UsageError, match=r"\(relu, depth 30, width 64, batch 8, float64\)"):
-        resources.check_memory(cfg, memory=resources.Memory(need - 1, "test"))
-    with pytest.raises(UsageError, match="for 2 workers"):
-        resources.check_memory(cfg, workers=2, memory=resources.Memory(need, "test"))
+    plan = resources.plan_run(cfg, memory=resources.Memory(2**40, "test"))
+    assert plan.task_bytes == resources.task_memory(cfg, "relu", 30, 64)  # all four configurations at once
+    assert plan.need == plan.task_bytes + plan.rows_bytes and plan.interpreter_bytes == 0
+    resources.check_memory(cfg, memory=resources.Memory(plan.need, "test"))  # exactly enough: passes
+    with pytest.raises(UsageError, match=r"\(relu, depth 30, width 64, batch 8, float64, 4 configuration"):
+        resources.check_memory(cfg, memory=resources.Memory(plan.need // 3, "test"))
+    two = resources.plan_run(cfg, workers=2, memory=resources.Memory(2**40, "test"))
+    assert two.need == 2 * (plan.task_bytes + resources.INTERPRETER_BYTES) + plan.rows_bytes
+    with pytest.raises(UsageError, match="in each of 2 workers"):
+        resources.check_memory(cfg, workers=2, memory=resources.Memory(plan.need, "test"))
     assert resources.parse_size("1.5G") == 3 * 2**29 and resources.parse_size("4096") == 4096
 
 

@@ -172,7 +172,8 @@ def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kep
         transient = 3 * max(widths) * cols * item if generic else 0
         # x, g, G¹x; the per-layer column sums (2) and the reduction's temporaries (5) in float64.
         small = (2 * widths[0] + widths[1]) * batch * item + 7 * L * cols * 8 + 16 * cols * 8
-        return kept_bytes(cols) + work + transient + small
+        squares = 8 * min(max(widths[l - 1] * widths[l] for l in range(1, L + 1)), _MEAN_SQUARE_BLOCK)  # _mean_square
+        return kept_bytes(cols) + work + transient + small + squares
 
     chunk = n_configs
     if memory_budget is not None:
@@ -268,6 +269,13 @@ class _BufferPool:
                     self.free.setdefault((buf.shape, buf.dtype), []).append(buf)
                     self.held += buf.nbytes
 
+    def keep_only(self, keys: set[tuple]) -> None:
+        """Drop the buffers of shapes (and dtypes) not in ``keys``: a pass of other shapes would leave
+        them held beside its own, beyond what :func:`memory_estimate` counts for it."""
+        with self.lock:
+            for key in [k for k in self.free if k not in keys]:
+                self.held -= sum(b.nbytes for b in self.free.pop(key))
+
 
 _POOL = _BufferPool(DEFAULT_WEIGHT_BUDGET)
 
@@ -284,8 +292,7 @@ class _Weights:
     def get(self, layer: int) -> Array:
         G = self._get(layer)
         if layer not in self.mean_sq:
-            flat = G.reshape(-1)
-            self.mean_sq[layer] = float(np.dot(flat, flat)) / flat.size
+            self.mean_sq[layer] = _mean_square(G)
         return G
 
     def _get(self, layer: int) -> Array:
@@ -379,6 +386,8 @@ def measure(
     if network.depth != len(widths) - 1:
         raise ValueError(f"network has {network.depth} blocks for {len(widths) - 1} layers")
     plan = _network_plan(network, widths, K, batch, dt, weight_budget, memory_budget)
+    scratch = max((widths[l] * widths[l - 1] for l in range(1, len(widths)) if l not in plan.kept), default=0)
+    _POOL.keep_only({((widths[l], widths[l - 1]), dt) for l in plan.kept} | {((scratch,), dt)})
     weights = _Weights(streams, widths, dt, plan.kept)
     weights.prefetch(_sampling_threads())
     x = streams.inputs(widths[0], batch, dt)
@@ -408,6 +417,25 @@ def _sampling_threads() -> int:
         if value.isdigit() and int(value) > 0:
             cores = min(cores, int(value))
     return cores
+
+
+_MEAN_SQUARE_BLOCK = 1 << 16  # entries per block of _mean_square: the order of the sum, fixed
+
+
+def _mean_square(a: Array) -> float:
+    """Mean of a² over every entry, in float64 and in an order that does not depend on anything but
+    the array: fixed blocks, each summed by NumPy's pairwise reduction, added in turn. A BLAS dot
+    product would be faster by little and splits its sum by the BLAS thread count, which changed
+    ``weight_var_realised_ratio`` in its last digits between ``--jobs 1`` and ``--jobs 2``."""
+    flat = a.reshape(-1)
+    buf = np.empty(min(flat.size, _MEAN_SQUARE_BLOCK))
+    total = 0.0
+    for start in range(0, flat.size, _MEAN_SQUARE_BLOCK):
+        block = flat[start:start + _MEAN_SQUARE_BLOCK]
+        out = buf[:block.size]
+        np.square(block, out=out, dtype=np.float64)
+        total += float(np.add.reduce(out))
+    return total / max(flat.size, 1)
 
 
 def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std: Array, batch: int,

@@ -124,7 +124,7 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
         executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
-        argv: list[str] | None = None, option: str = "out") -> Outcome:
+        argv: list[str] | None = None, option: str = "out", memory_budget: int | None = None) -> Outcome:
     """Run ``cfg`` and return its tables.
 
     With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
@@ -136,7 +136,8 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
     ``run_dir`` nothing touches the disk. ``executor``: one of :mod:`hevar.experiments.executors`,
     not yet entered (default: this process). ``on_start(total)`` is called once the executor is
     ready (a Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after
-    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so.
+    each task. Ctrl-C raises :class:`Interrupted` after the manifest says so. ``memory_budget``:
+    bytes each task's engine may use (from :func:`hevar.experiments.resources.plan_run`).
     """
     from hevar.experiments.executors import Serial
     from hevar.results.lock import RunLock
@@ -187,7 +188,7 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             if on_start:
                 on_start(total)
             results, computed = sweep.execute(cfg, run_dir, progress, executor=executor, attempt=attempt["attempt"],
-                                              damaged=damaged)
+                                              damaged=damaged, memory_budget=memory_budget)
         rows = tables(cfg, results)
         if run_dir is not None:
             store.write_tables(run_dir, rows)

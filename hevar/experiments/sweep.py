@@ -102,21 +102,24 @@ def network(config: SweepConfig, act, depth: int):
     return build_network(getattr(config, "arch", "mlp"), act, depth, getattr(config, "branch_scale", "1"))
 
 
-def run_task(config: SweepConfig, task: Task) -> Measurement:
-    """Measure one task. Pure: depends only on ``config`` and ``task``."""
+def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) -> Measurement:
+    """Measure one task. Pure: depends only on ``config`` and ``task``. ``memory_budget``: bytes the
+    engine may use (:func:`hevar.engine.passes.measure`; None: its default), set by the memory guard."""
     act = parse_activation(task.act)
     widths = task.layer_widths
     pairs = grid(config)
     weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, task.mode)) for s, _ in pairs])
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
     net = network(config, act, task.depth)
+    budget = {} if memory_budget is None else {"memory_budget": memory_budget}
     if task.dist != "truncnormal":
         return measure(act, widths, weight_std, bias_std, config.batch,
-                       Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net)
-    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net)
+                       Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
+    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net, budget)
 
 
-def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task, net) -> Measurement:
+def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task, net,
+                           budget: dict) -> Measurement:
     """PyTorch's truncation at absolute ±2 makes the standard draw depend on σ_{w,l}: configurations
     are measured in groups sharing their per-layer σ_{w,l} (e.g. a σ_b² grid), each group with
     its own draw (the same uniforms, cut at 2/σ_{w,l}), and put back in grid order."""
@@ -125,7 +128,8 @@ def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfi
     for row in dict.fromkeys(map(tuple, weight_std)):
         idx = [k for k in range(K) if tuple(weight_std[k]) == row]
         streams = Streams(config.seed, task.seed_index, "truncnormal", tuple(init.TORCH_TRUNC / np.array(row)))
-        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype, network=net)
+        m = measure(act, widths, weight_std[idx], bias_std[idx], config.batch, streams, config.dtype, network=net,
+                    **budget)
         parts.update({k: (m, i) for i, k in enumerate(idx)})
     fields = {f: np.stack([getattr(parts[k][0], f)[parts[k][1]] for k in range(K)]) for f in FIELDS}
     return Measurement(**fields, status=tuple(parts[k][0].status[parts[k][1]] for k in range(K)),
@@ -572,8 +576,8 @@ def load_task(config: SweepConfig, run_dir, task: Task) -> tuple[dict[str, np.nd
 
 
 def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None, *,
-            executor=None, attempt: int | None = None,
-            damaged: list[tuple[str, str]] | None = None) -> tuple[dict[Task, Measurement], list[str]]:
+            executor=None, attempt: int | None = None, damaged: list[tuple[str, str]] | None = None,
+            memory_budget: int | None = None) -> tuple[dict[Task, Measurement], list[str]]:
     """Run every task not already persisted in ``run_dir``; persist each one as it finishes
     (``run_dir`` None: run every task and keep the results in memory only).
 
@@ -583,6 +587,7 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
     killed run loses only the tasks in flight. Results are identical whatever the executor.
     A point file that cannot be read or does not fit its task (:func:`point_problem`) is
     recomputed and overwritten; ``damaged``, where given, receives (file, what was wrong) for each.
+    ``memory_budget`` goes to every task (:func:`run_task`).
 
     Returns all results and the keys of the tasks computed by this call, in plan order.
     """
@@ -602,7 +607,8 @@ def execute(config: SweepConfig, run_dir, on_progress: ProgressFn | None = None,
         if on_progress:
             on_progress(task, True)
     tag = {} if attempt is None else {"attempt": np.array(attempt)}
-    for task, m in (executor or Serial()).imap_unordered(functools.partial(run_task, config), todo):
+    work = functools.partial(run_task, config, memory_budget=memory_budget)
+    for task, m in (executor or Serial()).imap_unordered(work, todo):
         if run_dir is not None:
             store.save_point(run_dir, task.key, {**to_arrays(m), **tag})
         results[task] = m

@@ -165,6 +165,8 @@ def sweep(
         "[default: 1, in this process]"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
         help="Run tasks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]'; workers need hevar)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+        help="Print the plan (tasks, configurations, memory, estimated time) and exit; nothing is run or written."),
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
@@ -184,8 +186,17 @@ def sweep(
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
     given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
-    if scheduler is None:  # before anything is written; a Dask cluster's workers have their own memory
-        resources.check_memory(cfg, workers=getattr(executor, "jobs", 1))
+    # Before anything is written: memory (a Dask cluster's workers have their own) and time.
+    plan = resources.plan_run(cfg, getattr(executor, "jobs", 1), remote=scheduler is not None)
+    if dry_run:
+        out.print("\n".join(["Plan (--dry-run; nothing was run or written):", *(f"  {line}" for line in plan.lines())]),
+                  markup=False, highlight=False, soft_wrap=True)
+    resources.check_memory(cfg, plan=plan)
+    if dry_run:
+        return
+    if plan.seconds > resources.ESTIMATE_ABOVE_S:
+        err.print(f"Estimated {plan.lines()[-1]} for {plan.tasks} tasks; Ctrl-C is safe (finished tasks are kept; "
+                  "resume with --resume).", markup=False, highlight=False, soft_wrap=True)
     if run_dir is None:
         run_dir = store.default_run_dir(Path("outputs"), "+".join(cfg.act).replace(":", "_"), runner.now())
     do_plot = plot if plot is not None else bool(preset.get("plot", True))
@@ -204,7 +215,8 @@ def sweep(
     try:
         try:
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
-                                 on_progress=on_progress, option="resume" if resume is not None else "out")
+                                 on_progress=on_progress, option="resume" if resume is not None else "out",
+                                 memory_budget=plan.budget)
         except BaseException:
             if bar:  # the message is the last word, not a half-filled bar
                 progress.live.transient = True
