@@ -61,10 +61,10 @@ def test_the_sweep_hands_the_budget_to_every_task(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure", measure)
     result = runner.invoke(cli.app, ["sweep", "--depth", "3", "--width", "8", "--seeds", "2", "--batch", "2",
                                      "--sigma-w2", "1,2", "--no-plot", "--out", str(tmp_path / "run")],
-                           env={resources.ENV_LIMIT: "150M"})
+                           env={resources.ENV_LIMIT: "250M"})
     assert result.exit_code == 0, result.output
     cfg = build_config(dict(depth="3", width="8", seeds="2", batch="2", sigma_w2="1,2"))
-    expected = resources.plan_run(cfg, memory=resources.Memory(150 * 2**20, resources.ENV_LIMIT)).budget
+    expected = resources.plan_run(cfg, memory=resources.Memory(250 * 2**20, resources.ENV_LIMIT)).budget
     assert seen == [expected, expected] and expected < passes.DEFAULT_MEMORY_BUDGET
 
 

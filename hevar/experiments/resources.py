@@ -114,7 +114,7 @@ def _sysconf() -> Memory | None:
         return None
 
 
-INTERPRETER_BYTES = 100 * 2**20  # a fresh Python with NumPy and SciPy, before any work (86 MiB measured, NumPy 2.4)
+INTERPRETER_BYTES = 150 * 2**20  # hevar's CLI process before any work: Python, NumPy, SciPy, pandas, matplotlib (146 MiB measured, NumPy 2.4)
 # Memory one row of each table takes while held as a dict, measured with tracemalloc on a depth-200
 # sweep (3.6 KB per layers.csv row, 0.6 KB per seeds.csv row, 1.6 KB per summary.csv row), and the
 # text of one row while its CSV is written (held three times: the buffer, its str, its bytes).
@@ -270,7 +270,7 @@ def check_memory(config: SweepConfig, workers: int = 1, memory: Memory | None = 
     this = plan.interpreter_bytes - pool  # this process, counted under HEVAR_MEMORY_LIMIT
     if this and this >= memory.available:  # no sweep fits: hevar itself does not
         raise UsageError(f"The '{ENV_LIMIT}' environment variable must leave room for hevar itself: this process "
-                         f"takes about {_size(this)} before any work (Python, NumPy, SciPy), and the sweep {parts}; "
+                         f"takes about {_size(this)} before any work (Python and its libraries), and the sweep {parts}; "
                          f"{_size(plan.need)} in all, but {_size(memory.available)} is available ({ENV_LIMIT}).",
                          param=ENV_LIMIT)
     largest = max((("tasks", workers * plan.task_bytes), ("rows", plan.rows_bytes), ("interpreters", pool)),
