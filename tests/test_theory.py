@@ -403,7 +403,7 @@ def test_cli_theory_json_and_table():
     result = runner.invoke(app, ["theory", "--act", "tanh", "--sigma-b2", "0.05", "--depth", "4", "--json"])
     assert result.exit_code == 0, result.output
     rep = json.loads(result.output)
-    assert set(rep) == REPORT_KEYS
+    assert set(rep) == REPORT_KEYS | {"c_star", "chi_c", "xi_c", "xi_q", "c_note"}  # the CLI adds the pair terms (issue 14)
     assert rep["critical_sigma_w2_n"] == pytest.approx(1.7610, abs=5e-4)
     assert rep["xi"] in ("inf", "-inf") or abs(rep["xi"]) > 1e9
     assert rep["critical_jump_at"] is None and len(rep["layers"]) == 4

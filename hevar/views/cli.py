@@ -415,6 +415,10 @@ def theory_command(
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
                            depth=parse_depth(depth if depth is not None else 10),
                            q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
+    if report["sigma_w2_n"] is not None:  # the pair-of-inputs terms (issue 14), at the q* reached from q_in
+        from hevar.meanfield.correlations import report_terms
+
+        report.update(report_terms(activation, report["sigma_w2_n"], report["sigma_b2"], report["q_in_effective"]))
     if as_json:
         out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
@@ -434,6 +438,12 @@ def theory_command(
         head.add_row("χ₁", _num(report["chi1"]))
         head.add_row("ξ = -1/ln χ₁ (layers)", _num(report["xi"]))
         head.add_row("phase", report["phase"])
+        head.add_row("c* (fixed correlation)", _num(report["c_star"]))
+        head.add_row("χ_c at c*", _num(report["chi_c"]))
+        head.add_row("ξ_c = -1/ln χ_c (layers)", _num(report["xi_c"]))
+        head.add_row("ξ_q (layers)", _num(report["xi_q"]))
+        if report["c_note"]:
+            head.add_row("c note", report["c_note"])
         head.add_row("fixed points", ", ".join(
             f"{_num(p['q'])} ({'saddle-node' if p['saddle_node'] else 'stable' if p['stable'] else 'unstable'})"
             for p in report["fixed_points"]) or "—")
