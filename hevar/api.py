@@ -89,9 +89,11 @@ def load(run_dir: str | Path) -> Run:
     return Run.load(run_dir)
 
 
-def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None = None, depth: int = 10) -> dict:
+def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None = None, depth: int = 10,
+           q_in: float = 1.0, input_preactivation: bool = False) -> dict:
     """Mean-field theory for one activation: the object ``hevar theory --json`` prints (NaN as None,
-    ±inf as "inf"/"-inf"). ``sigma_w2`` is σ_w²·N (default: the critical value)."""
+    ±inf as "inf"/"-inf"). ``sigma_w2`` is σ_w²·N (default: the critical value); ``q_in`` and
+    ``input_preactivation`` as ``--q-in`` and ``--input-preactivation``."""
     from hevar.experiments.config import parse_acts, parse_depth, parse_sigma_b2, parse_sigma_w2
     from hevar.meanfield import theory as mf
     from hevar.meanfield.activations import parse_activation
@@ -99,7 +101,8 @@ def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None
 
     activation = parse_activation(parse_acts(_act_spec(act), one="theory")[0])
     report = mf.report(activation, sigma_b2=parse_sigma_b2(sigma_b2),
-                       sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2), depth=parse_depth(depth))
+                       sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2), depth=parse_depth(depth),
+                       q_in=float(q_in), input_preactivation=bool(input_preactivation))
     return store.json_safe(report)
 
 

@@ -85,3 +85,13 @@ def test_bad_values_raise_the_cli_message():
         hevar.sweep(resume=True)
     with pytest.raises(UsageError, match="'run_dir'"):
         hevar.load("/nonexistent/run")
+
+
+def test_theory_with_q_in_equals_the_cli_json():
+    args = ["theory", "--act", "tanh", "--sigma-b2", "0.05", "--sigma-w2", "2.5", "--q-in", "0.3",
+            "--input-preactivation", "--json"]
+    cli = CliRunner().invoke(app, args)
+    assert cli.exit_code == 0, cli.output
+    got = hevar.theory("tanh", sigma_b2=0.05, sigma_w2=2.5, q_in=0.3, input_preactivation=True)
+    assert got == json.loads(cli.output)
+    assert 0 < got["c_star"] < 1 and got["input"] == "pre-activation"

@@ -274,7 +274,9 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ``sigma_w2_n`` (the value evaluated, or None), ``q_star`` (fixed point reached from q_in),
     ``chi1`` (s·G(q*)), ``xi`` (-1/ln χ₁, signed, see :func:`depth_scale`; finite whenever χ₁ ≠ 1
     exactly, so at a critical point found to rounding it is huge, ~1e15, and its sign is noise), ``phase``
-    ("ordered" / "critical" / "chaotic"), ``fixed_points`` (list of ``{"q", "slope", "stable",
+    ("ordered" / "critical" / "chaotic"), with a σ_w²·N also ``c_star``, ``chi_c``, ``xi_c``, ``xi_q``
+    and ``c_note`` (pairs of inputs at that q*, see :func:`hevar.meanfield.correlations.report_terms`),
+    ``fixed_points`` (list of ``{"q", "slope", "stable",
     "chi1", "marginal", "saddle_node"}``, all fixed points of the map, see :func:`fixed_points` and
     :class:`FixedPoint`), ``saddle_nodes`` (list of ``{"sigma_w2_n", "q", "pair_below", "chi1"}``: every
     σ_w²·N at this σ_b² where two fixed points merge and vanish, see :func:`saddle_nodes`; filled
@@ -321,6 +323,9 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     ph = phase(c)
     out.update(sigma_w2_n=s, q_star=q_fixed_point(act, s, sigma_b2, q_in), chi1=c,
                xi=depth_scale(c), phase=ph)
+    from hevar.meanfield import correlations  # imports this module: bound late
+
+    out.update(correlations.report_terms(act, s, float(sigma_b2), q_in))  # pairs of inputs, at the q* reached
     out["fixed_points"] = [dict(q=p.q, slope=p.slope, stable=p.stable, chi1=p.chi1, marginal=p.marginal,
                                 saddle_node=p.saddle_node)
                            for p in fixed_points(act, s, sigma_b2)]

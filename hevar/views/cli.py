@@ -415,10 +415,6 @@ def theory_command(
                            sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
                            depth=parse_depth(depth if depth is not None else 10),
                            q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
-    if report["sigma_w2_n"] is not None:  # the pair-of-inputs terms (issue 14), at the q* reached from q_in
-        from hevar.meanfield.correlations import report_terms
-
-        report.update(report_terms(activation, report["sigma_w2_n"], report["sigma_b2"], report["q_in_effective"]))
     if as_json:
         out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
         return
