@@ -348,7 +348,7 @@ REPORT_KEYS = {
     "activation", "sigma_b2", "q_in", "critical_sigma_w2_n", "gain", "critical_kind", "critical_label",
     "critical_q_star", "critical_chi1_below", "critical_chi1_above", "critical_jump_at", "sigma_w2_n", "q_star",
     "input", "q_in_effective", "chi1", "xi", "phase", "fixed_points", "saddle_nodes", "critical_points", "doubly_critical", "criteria", "warnings", "critical_sigma_w2_n_error",
-    "depth", "layers",
+    "depth", "layers", "c_star", "chi_c", "xi_c", "xi_q", "c_note",  # pairs of inputs at the σ_w²·N evaluated (issue 14)
 }
 
 
@@ -403,7 +403,7 @@ def test_cli_theory_json_and_table():
     result = runner.invoke(app, ["theory", "--act", "tanh", "--sigma-b2", "0.05", "--depth", "4", "--json"])
     assert result.exit_code == 0, result.output
     rep = json.loads(result.output)
-    assert set(rep) == REPORT_KEYS | {"c_star", "chi_c", "xi_c", "xi_q", "c_note"}  # the CLI adds the pair terms (issue 14)
+    assert set(rep) == REPORT_KEYS
     assert rep["critical_sigma_w2_n"] == pytest.approx(1.7610, abs=5e-4)
     assert rep["xi"] in ("inf", "-inf") or abs(rep["xi"]) > 1e9
     assert rep["critical_jump_at"] is None and len(rep["layers"]) == 4
