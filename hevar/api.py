@@ -47,7 +47,8 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
           seed: int | None = None, dtype: str | None = None, mode: str | Sequence[str] | None = None,
           dist: str | Sequence[str] | None = None, arch: str | None = None, branch_scale: str | float | None = None,
           config: str | Path | None = None, out: str | Path | None = None,
-          resume: bool = False, plot: bool = False, jobs: int | None = None, scheduler: str | None = None) -> Run:
+          resume: bool = False, plot: bool = False, jobs: int | None = None, scheduler: str | None = None,
+          threads: int | None = None) -> Run:
     """Run a sweep, as ``hevar sweep`` does, and return its :class:`~hevar.results.run.Run`.
 
     Options are those of ``hevar sweep`` (see ``hevar sweep --help``; ``sigma_w2`` is σ_w²·N, in
@@ -56,7 +57,7 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     resumable in the same way: an existing run folder with the same settings (or ``resume=True``
     with no settings) continues where it stopped. ``plot`` renders the figures into ``out/plots``.
     """
-    from hevar.experiments import executors, resources, runner
+    from hevar.experiments import executors, resources, runner, threads as thread_policy
     from hevar.experiments.config import SweepConfig, build_config, parse_jobs, read_preset
 
     if isinstance(widths, str) and not widths.strip():  # as --widths "": a mistake, not "no profile"
@@ -74,9 +75,13 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
                          param="resume")
     given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given)
-    executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
-    plan = resources.check_memory(cfg, workers=getattr(executor, "jobs", 1), remote=scheduler is not None)
-    outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, memory_budget=plan.budget)
+    jobs_n, threads_n = None if jobs is None else parse_jobs(jobs), thread_policy.parse_threads(threads)
+    executors.open_executor(jobs_n, scheduler)  # the pair is checked before any work
+    policy = thread_policy.decide(cfg, jobs_n, threads_n, scheduler=scheduler)
+    executor = executors.open_executor(None if scheduler else policy.jobs, scheduler, policy.blas_threads)
+    plan = resources.check_memory(cfg, workers=executor.jobs, remote=scheduler is not None)
+    outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, memory_budget=plan.budget,
+                         threads=policy.record())
     if plot and run_dir is not None:
         from hevar.views import figures
 

@@ -43,12 +43,13 @@ Everything here is pure: no files, no printing, randomness only from the :class:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -405,9 +406,26 @@ def measure(
     return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)))
 
 
+_SAMPLING_CAP: list[int] = []  # innermost limit of sampling_threads_limited(), if any
+
+
+@contextlib.contextmanager
+def sampling_threads_limited(threads: int) -> Iterator[None]:
+    """Draw weights in at most ``threads`` threads inside the block (the thread policy,
+    :mod:`hevar.experiments.threads`, sets it beside BLAS's own limit). The numbers do not depend on it."""
+    _SAMPLING_CAP.append(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _SAMPLING_CAP.pop()
+
+
 def _sampling_threads() -> int:
     """Threads for drawing weights: the cores this process may use, capped like BLAS's own pool
-    (``--jobs`` sets OMP_NUM_THREADS/OPENBLAS_NUM_THREADS in its workers so that they share cores)."""
+    (``--jobs`` sets OMP_NUM_THREADS/OPENBLAS_NUM_THREADS in its workers so that they share cores)
+    and by :func:`sampling_threads_limited`."""
+    if _SAMPLING_CAP:
+        return _SAMPLING_CAP[-1]
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux

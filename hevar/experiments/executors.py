@@ -72,20 +72,34 @@ def available_cores() -> int:
 
 
 class Serial:
-    """Run each item in this process, one after the other."""
+    """Run each item in this process, one after the other, with ``blas_threads`` BLAS threads
+    (None: as the environment has them)."""
+
+    jobs = 1
+
+    def __init__(self, blas_threads: int | None = None) -> None:
+        self.blas_threads = blas_threads
+        self._pin: Any = None
 
     def __enter__(self) -> "Serial":
+        if self.blas_threads:
+            from hevar.experiments.threads import pinned
+
+            self._pin = pinned(self.blas_threads)
+            self._pin.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        return None
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            pin.__exit__(*exc)
 
     def imap_unordered(self, fn: Callable[[Item], Any], items: Iterable[Item]) -> Iterator[tuple[Item, Any]]:
         for item in items:
             yield item, fn(item)
 
     def describe(self) -> str:
-        return "this process"
+        return "this process" + (f", {self.blas_threads} BLAS thread(s)" if self.blas_threads else "")
 
 
 def _init_worker(blas_threads: int, parent_pid: int) -> None:
@@ -179,8 +193,11 @@ class LocalProcesses:
 class DaskCluster:
     """Run items on a Dask distributed cluster whose scheduler is at ``address``."""
 
-    def __init__(self, address: str) -> None:
+    jobs = 1
+
+    def __init__(self, address: str, blas_threads: int = 1) -> None:
         self.address = address
+        self.blas_threads = blas_threads  # per task, set on the worker (threads.run_pinned)
         self._client = None
         self._quiet: Callable[[], None] = lambda: None
 
@@ -250,8 +267,13 @@ class DaskCluster:
         except ImportError:  # pragma: no cover - older distributed: a plain CancelledError
             FutureCancelledError = CancelledError
 
+        import functools
+
+        from hevar.experiments.threads import run_pinned
+
         client = self._client
         assert client is not None, "use DaskCluster as a context manager"
+        task = functools.partial(run_pinned, fn, self.blas_threads)  # workers pin their own BLAS threads
         # A window of a few tasks per worker thread lets the cluster stay busy (and an adaptive
         # one grow) without holding a huge sweep's futures in the scheduler at once.
         window = max(64, 4 * sum(client.nthreads().values()))
@@ -264,7 +286,7 @@ class DaskCluster:
             item = next(pending, _END)
             if item is _END:
                 return None
-            future = client.submit(fn, item, key=f"hevar-{run_id}-{next(numbers)}")
+            future = client.submit(task, item, key=f"hevar-{run_id}-{next(numbers)}")
             in_flight[future] = item
             return future
 
@@ -318,8 +340,11 @@ def _quiet_dask_logs() -> Callable[[], None]:
     return restore
 
 
-def open_executor(jobs: int | None = None, scheduler: str | None = None) -> Serial | LocalProcesses | DaskCluster:
-    """The executor for ``--jobs`` / ``--scheduler`` (not yet entered: use it in a ``with``)."""
+def open_executor(jobs: int | None = None, scheduler: str | None = None, blas_threads: int | None = None
+                  ) -> Serial | LocalProcesses | DaskCluster:
+    """The executor for ``--jobs`` / ``--scheduler`` (not yet entered: use it in a ``with``), with
+    ``blas_threads`` per process or Dask task (None: this process as the environment has it,
+    workers cores/jobs, Dask tasks 1); :func:`hevar.experiments.threads.decide` chooses them."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0):
         raise UsageError(f"The 'jobs' parameter must be an int in the range [0, inf). Got {jobs!r} instead.")
     if scheduler is not None:
@@ -328,9 +353,9 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None) -> Seri
                 "The 'jobs' parameter applies to local runs only; with --scheduler the Dask "
                 "workers set the parallelism (dask worker --nworkers/--nthreads)."
             )
-        return DaskCluster(scheduler)
+        return DaskCluster(scheduler, blas_threads or 1)
     if jobs == 0:
         jobs = available_cores()
     if jobs is None or jobs == 1:
-        return Serial()
-    return LocalProcesses(jobs)
+        return Serial(blas_threads)
+    return LocalProcesses(jobs, blas_threads)

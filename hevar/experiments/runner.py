@@ -124,7 +124,8 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,
         executor=None, on_start: Callable[[int], None] | None = None, on_progress: sweep.ProgressFn | None = None,
-        argv: list[str] | None = None, option: str = "out", memory_budget: int | None = None) -> Outcome:
+        argv: list[str] | None = None, option: str = "out", memory_budget: int | None = None,
+        threads: Mapping[str, Any] | None = None) -> Outcome:
     """Run ``cfg`` and return its tables.
 
     With ``run_dir`` every finished task is saved as it arrives, the CSVs are written atomically at
@@ -137,7 +138,8 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
     not yet entered (default: this process). ``on_start(total)`` is called once the executor is
     ready (a Dask scheduler connected), before the first task; ``on_progress(task, cached)`` after
     each task. Ctrl-C raises :class:`Interrupted` after the manifest says so. ``memory_budget``:
-    bytes each task's engine may use (from :func:`hevar.experiments.resources.plan_run`).
+    bytes each task's engine may use (from :func:`hevar.experiments.resources.plan_run`). ``threads``:
+    the thread policy's record (:meth:`hevar.experiments.threads.ThreadPlan.record`), kept in the attempt.
     """
     from hevar.experiments.executors import Serial
     from hevar.results.lock import RunLock
@@ -157,7 +159,8 @@ def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str,
             done_by = sweep.attempt_log(cfg, run_dir)
             attempts = [dict(a, computed=done_by.get(a.get("attempt"), a.get("computed", []))) for a in attempts]
         attempt.update({"attempt": len(attempts) + 1, "argv": argv, "started": started, "finished": None,
-                        "computed": [], "executor": executor.describe()})
+                        "computed": [], "executor": executor.describe(),
+                        **({"threads": dict(threads)} if threads is not None else {})})
         base.update({
             **environment(), "config": cfg.to_dict(), "config_units": CONFIG_UNITS,
             "seeds": [{"base_seed": cfg.seed, "seed_index": i} for i in range(cfg.seeds)],

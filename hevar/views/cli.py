@@ -21,7 +21,7 @@ from hevar import __version__
 from hevar.errors import (EXIT_BUG, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_USAGE, Fault, UsageError,
                           watch_interrupts)
 from hevar.engine import init
-from hevar.experiments import executors, resources, runner, sweep as sweep_mod
+from hevar.experiments import executors, resources, runner, sweep as sweep_mod, threads as thread_policy
 from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
                                       parse_sigma_w2, read_preset)
 from hevar.results import store
@@ -161,8 +161,12 @@ def sweep(
     fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
         help="Figure file format(s), comma list: png, svg, pdf. [default: png]"),
     jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
-        help="Worker processes; each gets cores/INT BLAS threads. 0 = one per core. Results do not depend on it. "
-        "[default: 1, in this process]"),
+        help="Worker processes; each gets cores/INT BLAS threads unless --threads says. 0 = one per core. Results do "
+        "not depend on it. [default: chosen: several processes × 1 BLAS thread when there are several tasks and "
+        "more than a second or two of work, else this process]"),
+    threads: Optional[str] = typer.Option(None, "--threads", metavar="INT",
+        help="BLAS threads per process (each --jobs worker, or each Dask task). Results do not depend on it. "
+        "[default: chosen: 1, or every core for one large product on an idle machine; the manifest records it]"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
         help="Run tasks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]'; workers need hevar)."),
     dry_run: bool = typer.Option(False, "--dry-run",
@@ -180,16 +184,20 @@ def sweep(
         init.parse_widths(widths)
     preset = read_preset(config) if config is not None else {}
     cfg = build_config(flags, preset)
-    executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
+    jobs_n, threads_n = None if jobs is None else parse_jobs(jobs), thread_policy.parse_threads(threads)
+    executors.open_executor(jobs_n, scheduler)  # the pair is checked before any work
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
     given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
     # Before anything is written: memory (a Dask cluster's workers have their own) and time.
-    plan = resources.plan_run(cfg, getattr(executor, "jobs", 1), remote=scheduler is not None)
+    policy = thread_policy.decide(cfg, jobs_n, threads_n, scheduler=scheduler)
+    executor = executors.open_executor(None if scheduler else policy.jobs, scheduler, policy.blas_threads)
+    plan = resources.plan_run(cfg, executor.jobs, remote=scheduler is not None)
     if dry_run:
-        out.print("\n".join(["Plan (--dry-run; nothing was run or written):", *(f"  {line}" for line in plan.lines())]),
+        out.print("\n".join(["Plan (--dry-run; nothing was run or written):", *(f"  {line}" for line in plan.lines()),
+                             f"  threads: {policy.reason}"]),
                   markup=False, highlight=False, soft_wrap=True)
     resources.check_memory(cfg, plan=plan)
     if dry_run:
@@ -216,7 +224,7 @@ def sweep(
         try:
             outcome = runner.run(cfg, run_dir, manifest=manifest, executor=executor, on_start=on_start,
                                  on_progress=on_progress, option="resume" if resume is not None else "out",
-                                 memory_budget=plan.budget)
+                                 memory_budget=plan.budget, threads=policy.record())
         except BaseException:
             if bar:  # the message is the last word, not a half-filled bar
                 progress.live.transient = True
