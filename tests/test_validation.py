@@ -381,7 +381,7 @@ def test_a_programming_error_is_one_line_and_raises_only_with_debug(cwd, monkeyp
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not bad input")
 
-    monkeypatch.setattr(cli, "build_config", broken)
+    monkeypatch.setattr(cli.config_mod, "build_config", broken)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     result = _invoke(["sweep", "--no-plot"], cwd)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import io
 import math
 import os
@@ -20,11 +21,30 @@ from rich.table import Table
 from hevar import __version__
 from hevar.errors import (EXIT_BUG, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_USAGE, Fault, UsageError,
                           watch_interrupts)
-from hevar.engine import init
-from hevar.experiments import executors, resources, runner, sweep as sweep_mod, threads as thread_policy
-from hevar.experiments.config import (SweepConfig, build_config, parse_acts, parse_depth, parse_jobs, parse_sigma_b2,
-                                      parse_sigma_w2, read_preset)
-from hevar.results import store
+
+
+def _lazy(name: str) -> Any:
+    """The module ``name``, loaded at its first use (importlib's LazyLoader): `hevar --help` and
+    `hevar --version` then import neither SciPy nor the engine (issue 17: start-up)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+init = _lazy("hevar.engine.init")
+executors = _lazy("hevar.experiments.executors")
+resources = _lazy("hevar.experiments.resources")
+runner = _lazy("hevar.experiments.runner")
+sweep_mod = _lazy("hevar.experiments.sweep")
+thread_policy = _lazy("hevar.experiments.threads")
+config_mod = _lazy("hevar.experiments.config")
+store = _lazy("hevar.results.store")
 
 DEBUG_ENV = "HEVAR_DEBUG"  # HEVAR_DEBUG=1, or --debug anywhere on the command line: tracebacks for faults and bugs
 
@@ -182,14 +202,14 @@ def sweep(
                  arch=arch, branch_scale=branch_scale)
     if widths is not None and not widths.strip():  # an empty profile is a mistake, not "no profile"
         init.parse_widths(widths)
-    preset = read_preset(config) if config is not None else {}
-    cfg = build_config(flags, preset)
-    jobs_n, threads_n = None if jobs is None else parse_jobs(jobs), thread_policy.parse_threads(threads)
+    preset = config_mod.read_preset(config) if config is not None else {}
+    cfg = config_mod.build_config(flags, preset)
+    jobs_n, threads_n = None if jobs is None else config_mod.parse_jobs(jobs), thread_policy.parse_threads(threads)
     executors.open_executor(jobs_n, scheduler)  # the pair is checked before any work
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     run_dir = resume or out_dir or (Path(preset["out"]) if "out" in preset else None)
-    given = any(v is not None and k in SweepConfig.keys() for k, v in {**preset, **flags}.items())
+    given = any(v is not None and k in config_mod.SweepConfig.keys() for k, v in {**preset, **flags}.items())
     cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume is not None, given=given)
     # Before anything is written: memory (a Dask cluster's workers have their own) and time.
     policy = thread_policy.decide(cfg, jobs_n, threads_n, scheduler=scheduler)
@@ -409,7 +429,7 @@ def theory_command(
     from hevar.meanfield import theory
     from hevar.meanfield.activations import parse_activation
 
-    activation = parse_activation(parse_acts(act, one="theory")[0])
+    activation = parse_activation(config_mod.parse_acts(act, one="theory")[0])
     if critical_line or out_path is not None:
         _critical_line(activation, sigma_b2, out_path, as_json)
         return
@@ -419,9 +439,9 @@ def theory_command(
         if network.parse_arch(arch or "mlp").text != "mlp" or branch_scale is not None:
             _theory_stack(activation, arch or "mlp", branch_scale, sigma_w2, sigma_b2, depth, as_json)
             return
-    report = theory.report(activation, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
-                           sigma_w2_n=None if sigma_w2 is None else parse_sigma_w2(sigma_w2),
-                           depth=parse_depth(depth if depth is not None else 10),
+    report = theory.report(activation, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
+                           sigma_w2_n=None if sigma_w2 is None else config_mod.parse_sigma_w2(sigma_w2),
+                           depth=config_mod.parse_depth(depth if depth is not None else 10),
                            q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
     if as_json:
         out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
@@ -517,7 +537,7 @@ def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path]
     from hevar.meanfield import critical
 
     values = (critical.DEFAULT_LINE_SIGMA_B2 if sigma_b2 is None
-              else tuple(parse_sigma_b2(v) for v in str(sigma_b2).split(",") if v.strip()))
+              else tuple(config_mod.parse_sigma_b2(v) for v in str(sigma_b2).split(",") if v.strip()))
     rows = critical.critical_line_rows(activation, values)
     if out_path is not None:
         store.write_csv(out_path, critical.CRITICAL_LINE_COLUMNS, rows)
@@ -542,13 +562,12 @@ def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sig
     import json
 
     from hevar.blocks import network
-    from hevar.experiments.config import build_config
     from hevar.meanfield import theory
 
-    L = parse_depth(depth if depth is not None else 10)
-    cfg = build_config({"arch": arch, "branch_scale": branch_scale, "depth": str(L)})  # validates both
-    b = parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0)
-    s = parse_sigma_w2(sigma_w2) if sigma_w2 is not None else theory.critical_sigma_w2_n(activation, b).sigma_w2_n
+    L = config_mod.parse_depth(depth if depth is not None else 10)
+    cfg = config_mod.build_config({"arch": arch, "branch_scale": branch_scale, "depth": str(L)})  # validates both
+    b = config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0)
+    s = config_mod.parse_sigma_w2(sigma_w2) if sigma_w2 is not None else theory.critical_sigma_w2_n(activation, b).sigma_w2_n
     if not math.isfinite(s):
         raise UsageError("The 'sigma-w2' parameter must be given for this activation (it has no critical σ_w²·N to "
                          "default to). Got nothing instead.", param="sigma-w2")
@@ -603,9 +622,9 @@ def gains_command(
     from hevar.meanfield import gains
     from hevar.meanfield.activations import parse_activation
 
-    acts = None if act is None else [parse_activation(a) for a in parse_acts(act)]
-    table = gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
-                              depth=parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH))
+    acts = None if act is None else [parse_activation(a) for a in config_mod.parse_acts(act)]
+    table = gains.gains_table(acts, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
+                              depth=config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH))
     if as_json:
         out.print(json.dumps(store.json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
                   soft_wrap=True)
