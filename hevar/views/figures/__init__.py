@@ -178,6 +178,10 @@ def parse_formats(value: str | None) -> tuple[str, ...]:
     return items
 
 
+SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}},
+                "svg": {"metadata": {"Date": None}}, "pdf": {"metadata": {"CreationDate": None}}}  # no dates: same bytes
+
+
 def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     """Render the figures of a run folder from its CSVs into ``RUN_DIR/plots/``.
 
@@ -206,9 +210,10 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]
                 continue
             for fmt in formats:
                 buffer = io.BytesIO()
-                # constrained layout places everything; the tight box only guards against a long title
-                fig.savefig(buffer, format=fmt, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08,
-                            metadata={"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt))  # no dates: same bytes
+                # Constrained layout places everything, titles and outside legends included, so the figure
+                # is drawn once (bbox_inches="tight" would draw it twice); PNGs are deflated at level 1,
+                # 9 % larger and a third faster to write than the default level 6 (issue 17).
+                fig.savefig(buffer, format=fmt, dpi=DPI, facecolor="white", **SAVE_OPTIONS.get(fmt, {}))
                 out.mkdir(exist_ok=True)
                 store.write_atomic(out / f"{spec.name}.{fmt}", buffer.getvalue())
                 written.append(out / f"{spec.name}.{fmt}")
