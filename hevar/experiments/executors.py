@@ -13,12 +13,12 @@ Local processes (``hevar sweep --jobs N``)
 ------------------------------------------
 N worker processes started with the ``spawn`` method (a fresh interpreter: no copied locks or
 BLAS thread pools, and the environment it inherits is the one set here). Each worker's BLAS gets
-``cores // N`` threads (at least 1) through ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS``…, set in the environment the workers inherit, before they import NumPy, so that
-workers × BLAS threads ≤ cores. Workers ignore SIGINT: Ctrl-C reaches the parent, which stops them;
+one thread (``--threads`` for more; see :mod:`hevar.experiments.threads` for why one) through
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``…, set in the environment the
+workers inherit, before they import NumPy, and through threadpoolctl once they have. Workers ignore SIGINT: Ctrl-C reaches the parent, which stops them;
 a worker whose parent was killed outright (SIGKILL) exits within a second.
-``--jobs 0`` means one worker per core. ``--jobs 1`` (the default) runs in this process with the
-BLAS threading the environment gives it.
+``--jobs 0`` means one worker per core. ``--jobs 1`` runs in this process, its BLAS limited to one
+thread (threadpoolctl) while the tasks run. Without ``--jobs`` the thread policy chooses.
 
 Dask (``hevar sweep --scheduler tcp://HOST:8786``)
 --------------------------------------------------
@@ -73,11 +73,11 @@ def available_cores() -> int:
 
 class Serial:
     """Run each item in this process, one after the other, with ``blas_threads`` BLAS threads
-    (None: as the environment has them)."""
+    (0: as the environment has them)."""
 
     jobs = 1
 
-    def __init__(self, blas_threads: int | None = None) -> None:
+    def __init__(self, blas_threads: int | None = 1) -> None:
         self.blas_threads = blas_threads
         self._pin: Any = None
 
@@ -124,9 +124,9 @@ def _exit_with_parent(parent_pid: int) -> None:
 class LocalProcesses:
     """Run items in ``jobs`` spawned worker processes with ``blas_threads`` BLAS threads each."""
 
-    def __init__(self, jobs: int, blas_threads: int | None = None) -> None:
+    def __init__(self, jobs: int, blas_threads: int | None = 1) -> None:
         self.jobs = jobs
-        self.blas_threads = blas_threads or max(1, available_cores() // jobs)
+        self.blas_threads = blas_threads or 1
         self._pool: cf.ProcessPoolExecutor | None = None
         self._abandoned = False  # tasks were left in flight (Ctrl-C, an error): stop, don't wait
         self._saved_env: dict[str, str | None] = {}
@@ -343,8 +343,8 @@ def _quiet_dask_logs() -> Callable[[], None]:
 def open_executor(jobs: int | None = None, scheduler: str | None = None, blas_threads: int | None = None
                   ) -> Serial | LocalProcesses | DaskCluster:
     """The executor for ``--jobs`` / ``--scheduler`` (not yet entered: use it in a ``with``), with
-    ``blas_threads`` per process or Dask task (None: this process as the environment has it,
-    workers cores/jobs, Dask tasks 1); :func:`hevar.experiments.threads.decide` chooses them."""
+    ``blas_threads`` per process or Dask task (default 1); :func:`hevar.experiments.threads.decide`
+    chooses them."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0):
         raise UsageError(f"The 'jobs' parameter must be an int in the range [0, inf). Got {jobs!r} instead.")
     if scheduler is not None:
@@ -357,5 +357,5 @@ def open_executor(jobs: int | None = None, scheduler: str | None = None, blas_th
     if jobs == 0:
         jobs = available_cores()
     if jobs is None or jobs == 1:
-        return Serial(blas_threads)
-    return LocalProcesses(jobs, blas_threads)
+        return Serial(blas_threads or 1)
+    return LocalProcesses(jobs, blas_threads or 1)

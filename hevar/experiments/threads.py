@@ -6,48 +6,48 @@ The engine's products are small by BLAS standards (a 256×256 weight against a f
 columns). A multithreaded BLAS splits each one across every core and synchronises its threads by
 spinning; when another program holds one of those cores, every product waits for the descheduled
 thread. On a 2-core machine with one core busy, the default ``hevar sweep --act relu`` took 15 s
-with OpenBLAS's default threading and 3 s with one BLAS thread, with byte-identical results.
-Independent tasks are the better unit of parallelism: a process per core, one BLAS thread each,
-loses nothing to a busy core (the scheduler shares it out) and nothing to synchronisation.
+with OpenBLAS's default threading and 3 s with one BLAS thread. Independent tasks are the better
+unit of parallelism: a process per core, one BLAS thread each, loses nothing to a busy core (the
+operating system shares it out) and nothing to synchronisation.
+
+There is a second reason, found while building this: **a product's last bits follow the BLAS
+thread count.** OpenBLAS splits a product into per-thread blocks and handles the blocks' edges
+with other kernels, so ``A @ B`` with 1 and 2 threads differs in the last bit for most shapes that
+are not multiples of its blocking (966×1024 by 1024×32 in float64; almost every float32 shape
+tried). Before the policy, ``--jobs 1`` ran with every core to BLAS and ``--jobs N`` with
+``cores // N`` each, so the bytes of a width-profile sweep (``configs/he2015_pyramid.toml``) followed
+the machine's core count and ``--jobs``. With one BLAS thread as the rule, they follow neither.
 
 The rule (:func:`decide`)
 -------------------------
-- ``--threads N`` sets the BLAS threads of every process (this one, or each ``--jobs`` worker);
-  ``--jobs N`` sets the processes. What is given is used as given.
+- One BLAS thread per process, always, unless ``--threads N`` asks for more (then the results are
+  those of N threads: equal to the one-thread results in value, not always in the last bit).
+- ``--jobs N`` sets the worker processes (0: one per core).
 - Otherwise, with several tasks and an estimated run time (:func:`hevar.experiments.resources.estimate_seconds`)
-  above :data:`POOL_ABOVE_S`, where starting a worker interpreter (about 0.4 s) is paid back, the
-  tasks run in ``min(cores, tasks)`` worker processes with one BLAS thread each, fewer if the
-  memory guard says they do not fit.
-- Otherwise they run in this process with one BLAS thread, unless one product is large enough to
-  split well (:data:`SPLIT_ABOVE_FLOPS`) *and* the cores are idle now (:func:`busy_cores`, read from
-  ``/proc/stat`` over 50 ms), when BLAS gets every core.
-- Dask workers pin their own BLAS threads to one per task (:func:`pinned`), whatever the
+  of at least :data:`POOL_ABOVE_S`, where starting worker interpreters (about 0.4 s each, in
+  parallel) is paid back, the tasks run in ``min(cores, tasks)`` worker processes, fewer if the
+  memory guard says they do not fit; else in this process.
+- Dask workers pin their own BLAS threads to one per task (:func:`run_pinned`), whatever the
   environment of the worker process.
 
-The engine's weight sampling threads follow the same count (:func:`hevar.engine.passes.sampling_threads`).
-Results do not depend on the policy: every sum whose order could follow the thread count is taken
-in a fixed order, and BLAS splits a product by rows and columns, not along the summed index
-(tested: ``tests/test_threads.py`` compares the bytes of 1 and 2 BLAS threads and of 1 and 2
-processes). The manifest records, per attempt, the processes, the BLAS threads and why.
+Weight sampling runs in threads of its own (:meth:`hevar.engine.passes.Weights.prefetch`); each
+layer has its own stream, so those numbers never depend on the thread count. The manifest records,
+per attempt, the processes, the BLAS threads and why (:meth:`ThreadPlan.record`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from typing import Any, Callable, Iterator, NamedTuple
 
 POOL_ABOVE_S = 1.5  # estimated seconds of work above which several tasks go to worker processes
-SPLIT_ABOVE_FLOPS = 2e9  # flops of the largest layer's product above which one task's BLAS is split
-IDLE_PROBE_S = 0.05  # how long /proc/stat is watched to count busy cores
 
 
 class ThreadPlan(NamedTuple):
     """Processes and BLAS threads of one run, and why (recorded in the manifest)."""
 
     jobs: int  # local worker processes; 1 = this process
-    blas_threads: int  # BLAS (and weight-sampling) threads per process; 0 = left to the environment (Dask)
+    blas_threads: int  # BLAS threads per process (per task on Dask)
     source: str  # "auto", "given" or "dask"
     reason: str
 
@@ -64,56 +64,20 @@ def parse_threads(raw: Any) -> int | None:
     return _number("threads", raw, int, 1, MAX_COUNT + 1)
 
 
-def busy_cores(interval: float = IDLE_PROBE_S) -> float:
-    """Cores kept busy by anything during the next ``interval`` seconds (Linux ``/proc/stat``);
-    0 where that cannot be read."""
-    def snapshot() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
-    a = snapshot()
-    if a is None:
-        return 0.0
-    time.sleep(interval)
-    b = snapshot()
-    if b is None or b[0] <= a[0]:
-        return 0.0
-    total, idle = b[0] - a[0], b[1] - a[1]
-    return (1 - idle / total) * (os.cpu_count() or 1)
-
-
-def largest_product_flops(config) -> float:
-    """Flops of the largest per-layer product of ``config``'s forward pass (weights × all configurations' columns)."""
-    from hevar.experiments import resources
-
-    cols = len(config.sigma_w2) * len(config.sigma_b2) * config.batch
-    best = 0.0
-    for _, _, widths in resources._shapes(config):
-        best = max(best, max(2.0 * widths[l] * widths[l - 1] * cols for l in range(1, len(widths))))
-    return best
-
-
 def decide(config, jobs: int | None = None, threads: int | None = None, *, scheduler: str | None = None,
-           cores: int | None = None, busy: Callable[[], float] = busy_cores) -> ThreadPlan:
+           cores: int | None = None) -> ThreadPlan:
     """The :class:`ThreadPlan` for ``config`` given ``--jobs`` (0 = one per core), ``--threads`` and
     ``--scheduler`` (see the module docstring for the rule)."""
     from hevar.experiments import resources
     from hevar.experiments.executors import available_cores
 
     cores = cores or available_cores()
+    per = threads or 1
     if scheduler is not None:
-        return ThreadPlan(1, threads or 1, "dask" if threads is None else "given",
-                          f"Dask workers, {threads or 1} BLAS thread(s) per task")
+        return ThreadPlan(1, per, "given" if threads else "dask", f"Dask workers, {per} BLAS thread(s) per task")
     if jobs == 0:
         jobs = cores
-    if jobs is not None or threads is not None:
-        jobs = jobs or 1
-        per = threads or max(1, cores // jobs)
+    if jobs is not None:
         return ThreadPlan(jobs, per, "given", f"as given: {jobs} process(es) × {per} BLAS thread(s)")
     tasks = config.seeds * len(resources._shapes(config))
     if tasks >= 2 and cores >= 2:
@@ -123,16 +87,9 @@ def decide(config, jobs: int | None = None, threads: int | None = None, *, sched
             while n > 1 and not _fits(resources.plan_run(config, n, timing=False)):
                 n -= 1
             if n > 1:
-                return ThreadPlan(n, 1, "auto", f"{tasks} tasks, about {seconds:.0f} s of work: {n} processes × "
-                                  "1 BLAS thread (small products do not split well)")
-    flops = largest_product_flops(config)
-    if cores >= 2 and flops >= SPLIT_ABOVE_FLOPS:
-        load = busy()
-        if load < 0.5:
-            return ThreadPlan(1, cores, "auto", f"one process; products of {flops:.2g} flops split over {cores} "
-                              "idle cores")
-        return ThreadPlan(1, 1, "auto", f"one process × 1 BLAS thread ({load:.1f} cores busy elsewhere)")
-    return ThreadPlan(1, 1, "auto", "one process × 1 BLAS thread (small products do not split well)")
+                return ThreadPlan(n, per, "auto" if threads is None else "given",
+                                  f"{tasks} tasks, about {seconds:.0f} s of work: {n} processes × {per} BLAS thread(s)")
+    return ThreadPlan(1, per, "auto" if threads is None else "given", f"one process × {per} BLAS thread(s)")
 
 
 def _fits(plan) -> bool:
@@ -140,26 +97,26 @@ def _fits(plan) -> bool:
 
 
 @contextlib.contextmanager
-def pinned(blas_threads: int) -> Iterator[None]:
-    """BLAS and weight-sampling threads of this process limited to ``blas_threads`` inside the
-    block (0: left as they are)."""
+def pinned(blas_threads: int, sampling_threads: int | None = None) -> Iterator[None]:
+    """BLAS threads of this process limited to ``blas_threads`` inside the block (0: left as they
+    are), and weight-sampling threads to ``sampling_threads`` (None: the engine's default)."""
     from hevar.engine import passes
 
-    if blas_threads <= 0:
-        yield
-        return
     with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - a core dependency; the environment variables still apply
-            pass
-        else:
-            stack.enter_context(threadpool_limits(limits=blas_threads, user_api="blas"))
-        stack.enter_context(passes.sampling_threads_limited(blas_threads))
+        if blas_threads > 0:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - a core dependency; the environment variables still apply
+                pass
+            else:
+                stack.enter_context(threadpool_limits(limits=blas_threads, user_api="blas"))
+        if sampling_threads is not None:
+            stack.enter_context(passes.sampling_threads_limited(sampling_threads))
         yield
 
 
 def run_pinned(fn: Callable[[Any], Any], blas_threads: int, item: Any) -> Any:
-    """``fn(item)`` with :func:`pinned` threads: what a Dask worker runs for each task."""
-    with pinned(blas_threads):
+    """``fn(item)`` with ``blas_threads`` BLAS threads and as many sampling threads: what a Dask
+    worker runs for each task (a worker may run several tasks at once in its threads)."""
+    with pinned(blas_threads, blas_threads):
         return fn(item)

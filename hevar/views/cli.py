@@ -181,12 +181,12 @@ def sweep(
     fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",
         help="Figure file format(s), comma list: png, svg, pdf. [default: png]"),
     jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
-        help="Worker processes; each gets cores/INT BLAS threads unless --threads says. 0 = one per core. Results do "
-        "not depend on it. [default: chosen: several processes × 1 BLAS thread when there are several tasks and "
-        "more than a second or two of work, else this process]"),
+        help="Worker processes, one BLAS thread each (unless --threads). 0 = one per core. Results do not depend "
+        "on it. [default: chosen: several when there are several tasks and more than a second or two of work, "
+        "else this process; the manifest records it]"),
     threads: Optional[str] = typer.Option(None, "--threads", metavar="INT",
-        help="BLAS threads per process (each --jobs worker, or each Dask task). Results do not depend on it. "
-        "[default: chosen: 1, or every core for one large product on an idle machine; the manifest records it]"),
+        help="BLAS threads per process (each --jobs worker, or each Dask task). More than 1 rarely pays on these "
+        "products and changes the last bits of most of them. [default: 1]"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
         help="Run tasks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]'; workers need hevar)."),
     dry_run: bool = typer.Option(False, "--dry-run",

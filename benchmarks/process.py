@@ -1,0 +1,201 @@
+"""Time hevar as a user meets it: whole processes, on a quiet machine and with one core busy.
+
+    python benchmarks/process.py [--quick] [--rounds N] [--json PATH]
+
+One run, interleaved rounds (so that a noisy machine slows every cell alike), medians printed and
+written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed from start to exit:
+
+- ``sweep``: the default ``hevar sweep --act relu`` with figures and with ``--no-plot``, under the
+  thread policy (the default), forced to one BLAS thread in this process (``--jobs 1 --threads 1``,
+  what ``OPENBLAS_NUM_THREADS=1`` gave before the policy) and with every core to BLAS in this
+  process (``--jobs 1 --threads CORES``: the default before the policy);
+- the same with one core busy: the benchmark starts its own bounded busy loop (a child process
+  spinning for at most the length of the cell) for those cells;
+- ``small``: a sweep of many small tasks (100 seeds of L = 20, N = 64, B = 32, one configuration
+  each), ``--jobs 1`` against the policy and against ``--jobs 0``, and the fraction of the cores'
+  throughput the policy uses, (t_jobs1 / t_policy) / cores, counting start-up;
+- ``startup``: ``python -c pass``, ``hevar --help``, and the import of the sweep's modules;
+- ``split``: the parts of the default run measured in this process: the tasks' engine work, the
+  CSV writing and the figures;
+- ``bound``: the tight lower bound for the default sweep's work on all cores: the bare BLAS
+  products at the stacked shapes plus the weight sampling, per task, divided by the cores
+  (perfect parallel), plus interpreter start-up (``python -c pass``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+BUSY = "import time, sys\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
+SMALL = ["--act", "relu", "--depth", "20", "--width", "64", "--batch", "32", "--seeds", "100", "--sigma-w2", "2",
+         "--no-plot"]
+QUICK_DEFAULT = ["--act", "relu", "--depth", "6", "--width", "32", "--seeds", "2"]
+QUICK_SMALL = ["--act", "relu", "--depth", "4", "--width", "16", "--batch", "8", "--seeds", "6", "--sigma-w2", "2",
+               "--no-plot"]
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def timed(cmd: list[str], busy_s: float | None = None) -> float:
+    """Seconds from start to exit of ``cmd``; with ``busy_s``, beside a busy loop of at most that long."""
+    spinner = subprocess.Popen([sys.executable, "-c", BUSY, str(busy_s)]) if busy_s else None
+    try:
+        if spinner:
+            time.sleep(0.2)  # let it take its core
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+
+
+def hevar(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hevar", *args]
+
+
+def cells(quick: bool, work: Path) -> dict[str, tuple[list[str], bool]]:
+    """name → (command, with a busy core)."""
+    n = cores()
+    default = QUICK_DEFAULT if quick else ["--act", "relu"]
+    small = QUICK_SMALL if quick else SMALL
+    out = {}
+    for busy in (False, True):
+        tag = " busy" if busy else ""
+        for plot in (True, False):
+            extra = [] if plot else ["--no-plot"]
+            fig = "" if plot else " no-plot"
+            out[f"sweep policy{fig}{tag}"] = (hevar("sweep", *default, *extra, "--out", str(work / "p")), busy)
+            out[f"sweep 1 thread{fig}{tag}"] = (hevar("sweep", *default, *extra, "--jobs", "1", "--threads", "1",
+                                                      "--out", str(work / "o")), busy)
+            out[f"sweep {n} BLAS threads{fig}{tag}"] = (hevar("sweep", *default, *extra, "--jobs", "1", "--threads",
+                                                              str(n), "--out", str(work / "m")), busy)
+    out["small --jobs 1"] = (hevar("sweep", *small, "--jobs", "1", "--threads", "1", "--out", str(work / "s1")), False)
+    out["small policy"] = (hevar("sweep", *small, "--out", str(work / "sp")), False)
+    out["small --jobs 0"] = (hevar("sweep", *small, "--jobs", "0", "--out", str(work / "s0")), False)
+    out["startup python -c pass"] = ([sys.executable, "-c", "pass"], False)
+    out["startup hevar --help"] = (hevar("--help"), False)
+    out["startup import sweep"] = ([sys.executable, "-c", "import hevar.experiments.sweep, hevar.results.store"], False)
+    return out
+
+
+def split(quick: bool) -> dict[str, float]:
+    """The default run's parts, in this process: engine (all tasks), CSVs, figures."""
+    from hevar.experiments import runner
+    from hevar.experiments.config import build_config
+    from hevar.experiments.sweep import plan, run_task
+    from hevar.results import store
+    from hevar.views.figures import render_run
+
+    flags = dict(zip(QUICK_DEFAULT[::2], QUICK_DEFAULT[1::2])) if quick else {"--act": "relu"}
+    cfg = build_config({k.lstrip("-"): v for k, v in flags.items()}, {})
+    tasks = plan(cfg)
+    t0 = time.perf_counter()
+    results = {t: run_task(cfg, t) for t in tasks}
+    engine = time.perf_counter() - t0
+    rows = runner.tables(cfg, results)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        store.write_tables(Path(tmp), rows)
+        csvs = time.perf_counter() - t0
+        runner.run(cfg, Path(tmp) / "run")  # a complete run folder for the figures
+        t0 = time.perf_counter()
+        render_run(Path(tmp) / "run")
+        figures = time.perf_counter() - t0
+    return {"engine": engine, "csv": csvs, "figures": figures, "tasks": len(tasks)}
+
+
+def bound(quick: bool, rounds: int) -> dict[str, float]:
+    """Bare products + sampling of the default sweep, per task, over all cores, plus start-up."""
+    from engine import blas_run, sampling_run
+    from hevar.experiments.config import build_config
+
+    cfg = build_config({"act": "relu", **({"depth": "6", "width": "32", "seeds": "2"} if quick else {})}, {})
+    L, N = cfg.depth[0], cfg.width[0]
+    cols = len(cfg.sigma_w2) * len(cfg.sigma_b2) * cfg.batch
+    blas, sampling = blas_run(L, N, cols, cfg.dtype, first_cols=cfg.batch), sampling_run(L, N, cfg.dtype)
+    with _one_thread():
+        t_blas = statistics.median(_time(blas) for _ in range(rounds))
+        t_samp = statistics.median(_time(sampling) for _ in range(rounds))
+    per_task = t_blas + t_samp
+    return {"blas_per_task": t_blas, "sampling_per_task": t_samp, "tasks": cfg.seeds,
+            "work_on_all_cores": per_task * cfg.seeds / cores()}
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sweeps, one round: a smoke run")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 quick)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        todo = cells(args.quick, work)
+        for r in range(rounds):
+            for name, (cmd, busy) in todo.items():
+                for sub in work.glob("*"):  # each cell starts from an empty run folder
+                    subprocess.run(["rm", "-rf", str(sub)], check=True)
+                times.setdefault(name, []).append(timed(cmd, busy_s=120.0 if busy else None))
+            print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    parts = split(args.quick)
+    tight = bound(args.quick, max(rounds, 3))
+    n = cores()
+    start = med["startup python -c pass"]
+    print(f"hevar, whole processes: medians of {rounds} interleaved rounds, {n} cores")
+    width = max(map(len, med))
+    for k, v in med.items():
+        print(f"  {k:<{width}}  {v:7.2f} s")
+    print("ratios")
+    pol, one, many = med["sweep policy no-plot busy"], med["sweep 1 thread no-plot busy"], \
+        med[f"sweep {n} BLAS threads no-plot busy"]
+    print(f"  busy core, no-plot: policy {pol:.2f} s, 1 thread {one:.2f} s ({one / pol:.2f}× the policy), "
+          f"{n} BLAS threads {many:.2f} s ({many / pol:.2f}×)")
+    print(f"  quiet, with figures: policy {med['sweep policy']:.2f} s; tight bound {tight['work_on_all_cores']:.2f} s "
+          f"+ start-up {start:.2f} s = {tight['work_on_all_cores'] + start:.2f} s "
+          f"({med['sweep policy'] / (tight['work_on_all_cores'] + start):.2f}×)")
+    used = med["small --jobs 1"] / med["small policy"] / n
+    print(f"  many small tasks: --jobs 1 {med['small --jobs 1']:.2f} s, policy {med['small policy']:.2f} s, "
+          f"--jobs 0 {med['small --jobs 0']:.2f} s: the policy uses {100 * used:.0f} % of the cores' throughput")
+    print(f"  split of the default run in one process: engine {parts['engine']:.2f} s ({parts['tasks']} tasks), "
+          f"CSVs {parts['csv']:.2f} s, figures {parts['figures']:.2f} s")
+    print("  (PyTorch: see benchmarks/engine.py, which times the same sweep as a PyTorch loop where torch is installed)")
+    if args.json:
+        args.json.write_text(json.dumps({"format": 1, "cores": n, "rounds": rounds, "times": times, "medians": med,
+                                         "split": parts, "bound": tight}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
