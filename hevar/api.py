@@ -112,8 +112,9 @@ def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None
 
 
 def gains(act: str | Callable | Sequence[str | Callable] | None = None, *, sigma_b2: float = 0.0,
-          depth: int | None = None) -> dict:
-    """Framework initialisations beside the theory: the object ``hevar gains --json`` prints."""
+          depth: int | None = None, q_in: float = 1.0, input_preactivation: bool = False) -> dict:
+    """Framework initialisations beside the theory: the object ``hevar gains --json`` prints
+    (``q_in`` and ``input_preactivation`` as ``--q-in`` and ``--input-preactivation``)."""
     from hevar.experiments.config import parse_acts, parse_depth, parse_sigma_b2
     from hevar.meanfield import gains as mf_gains
     from hevar.meanfield.activations import parse_activation
@@ -122,5 +123,6 @@ def gains(act: str | Callable | Sequence[str | Callable] | None = None, *, sigma
     acts = None if act is None else [parse_activation(a) for a in parse_acts(
         ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act])))]
     table = mf_gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2),
-                                 depth=parse_depth(depth if depth is not None else mf_gains.DEFAULT_DEPTH))
+                                 depth=parse_depth(depth if depth is not None else mf_gains.DEFAULT_DEPTH),
+                                 q_in=q_in, input_preactivation=bool(input_preactivation))
     return store.json_safe(mf_gains.to_dict(table))

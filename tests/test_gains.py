@@ -164,7 +164,7 @@ def test_gains_json_parses_with_stable_keys():
     result = runner.invoke(app, ["gains", "--act", "relu,tanh", "--depth", "30", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"sigma_b2", "depth", "stable_band", "width", "verdict_rule", "activations"}
+    assert set(data) == {"sigma_b2", "depth", "q_in", "input", "stable_band", "width", "verdict_rule", "activations"}
     assert data["depth"] == 30 and data["stable_band"] == [0.5, 2.0]
     assert [a["activation"] for a in data["activations"]] == ["relu", "tanh"]
     tanh = data["activations"][1]
@@ -195,3 +195,43 @@ def test_factor_agrees_with_the_theory_report_layers():
     report = theory.report(act, sigma_b2=0.0, sigma_w2_n=1.3, depth=25)
     q_tilde = np.array([row["q_tilde"] for row in report["layers"]])
     assert gains.log_gradient_factor(act, 1.3, 0.0, 25) == pytest.approx(math.log(q_tilde[0] / q_tilde[-1]), rel=1e-12)
+
+
+def test_q_in_and_a_preactivated_input_reach_the_rows_and_their_commands():
+    """--q-in / --input-preactivation (issue 13 item 7) against an independent Gauss–Hermite trajectory
+    for tanh: q¹ = s·q_eff + σ_b² with q_eff = E[tanh(√q_in·z)²], then the usual recursion."""
+    import math
+
+    import numpy as np
+
+    from hevar.meanfield import gains as g
+    from hevar.meanfield.activations import parse_activation
+
+    x, w = np.polynomial.hermite_e.hermegauss(120)
+    w = w / w.sum()
+    q_in, sb2, L = 0.5, 0.05, 30
+    table = g.gains_table([parse_activation("tanh")], sigma_b2=sb2, depth=L, q_in=q_in, input_preactivation=True)
+    entry = table.activations[0]
+    row = next(r for r in entry.rows if r.scheme == "pytorch.kaiming_default")
+    s = row.sigma_w2_n
+    q = s * float(w @ np.tanh(math.sqrt(q_in) * x) ** 2) + sb2
+    log_factor = 0.0
+    for _ in range(L - 1):
+        log_factor += math.log(s * float(w @ np.cosh(math.sqrt(q) * x) ** -4))
+        q = s * float(w @ np.tanh(math.sqrt(q) * x) ** 2) + sb2
+    assert row.log10_factor == pytest.approx(log_factor / math.log(10), rel=1e-9)
+    assert "--q-in 0.5 --input-preactivation" in row.command and "--q-in 0.5" in entry.command
+    plain = g.gains_table([parse_activation("tanh")], sigma_b2=sb2, depth=L)
+    assert plain.activations[0].rows[0].log10_factor != pytest.approx(row.log10_factor, rel=1e-6)  # it matters
+    d = g.to_dict(table)
+    assert d["q_in"] == 0.5 and d["input"] == "pre-activation"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "x"])
+def test_bad_q_in_for_gains_is_one_line(bad):
+    from typer.testing import CliRunner
+
+    from hevar.views.cli import app
+
+    r = CliRunner().invoke(app, ["gains", "--act", "relu", "--q-in", bad])
+    assert r.exit_code == 2 and "'q-in' parameter must be a float in the range (0, inf)" in r.output

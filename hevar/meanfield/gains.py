@@ -46,7 +46,8 @@ predicted, 6e-6 measured; both vanishing).
 
 ``hevar gains --json`` prints :func:`to_dict` of :func:`gains_table`, one JSON object with keys
 
-- ``sigma_b2`` (float), ``depth`` (int L), ``stable_band`` ([lo, hi]), ``width`` (str: the
+- ``sigma_b2`` (float), ``depth`` (int L), ``q_in`` (the input's second moment) and ``input``
+  ("not activated" or "pre-activation", as ``hevar theory``), ``stable_band`` ([lo, hi]), ``width`` (str: the
   constant-width convention), ``verdict_rule`` (str);
 - ``activations``: a list, one object per activation, with ``activation`` (canonical spec),
   ``critical_sigma_w2_n`` (float or null), ``critical_kind`` (see :data:`hevar.meanfield.theory.KINDS`),
@@ -188,11 +189,13 @@ def verdict(log_factor: float) -> str:
     return "stable"
 
 
-def sweep_command(act: Activation, sigma_w2_n: Sequence[float], sigma_b2: float, depth: int) -> str:
+def sweep_command(act: Activation, sigma_w2_n: Sequence[float], sigma_b2: float, depth: int,
+                  q_in: float = 1.0, input_preactivation: bool = False) -> str:
     """The ``hevar sweep`` that measures these σ_w²·N (6 significant digits, the sweep's other defaults)."""
     values = ",".join(f"{s:.6g}" for s in sigma_w2_n)
     bias = f" --sigma-b2 {sigma_b2:.6g}" if sigma_b2 else ""
-    return f"hevar sweep --act {act.name} --sigma-w2 {values}{bias} --depth {int(depth)}"
+    given = (f" --q-in {q_in:.6g}" if q_in != 1 else "") + (" --input-preactivation" if input_preactivation else "")
+    return f"hevar sweep --act {act.name} --sigma-w2 {values}{bias} --depth {int(depth)}{given}"
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -251,17 +254,19 @@ class GainsTable:
     sigma_b2: float  # σ_b² of every row
     depth: int  # L of the gradient factor
     activations: tuple[ActivationGains, ...]
+    q_in: float = 1.0  # the input's second moment E[x²]
+    input_preactivation: bool = False  # q¹ = s·V(q_in) + σ_b² (the input is a pre-activation), else s·q_in + σ_b²
 
 
 def _row(act: Activation, key: str, framework: str, short: str, call: str, s: float, sigma_b2: float,
-         depth: int) -> GainRow:
-    chi1_curve, q_star = theory.chi1_curve(act, np.array([s]), sigma_b2)
+         depth: int, q_in: float = 1.0, command: str = "") -> GainRow:
+    chi1_curve, q_star = theory.chi1_curve(act, np.array([s]), sigma_b2, q_in)
     c = float(chi1_curve[0])
-    log_factor = log_gradient_factor(act, s, sigma_b2, depth)
+    log_factor = log_gradient_factor(act, s, sigma_b2, depth, q_in)
     with np.errstate(over="ignore"):
         factor = float(np.exp(log_factor))
     return GainRow(key, framework, short, call, float(s), math.sqrt(s), c, float(q_star[0]), theory.phase(c),
-                   log_factor / math.log(10), factor, verdict(log_factor), sweep_command(act, [s], sigma_b2, depth))
+                   log_factor / math.log(10), factor, verdict(log_factor), command or sweep_command(act, [s], sigma_b2, depth))
 
 
 def _note(act: Activation, gain: TorchGain | None, crit: theory.Critical) -> str:
@@ -282,24 +287,34 @@ def _note(act: Activation, gain: TorchGain | None, crit: theory.Critical) -> str
     return "; ".join(parts)
 
 
-def activation_gains(act: Activation, sigma_b2: float = 0.0, depth: int = DEFAULT_DEPTH) -> ActivationGains:
+def activation_gains(act: Activation, sigma_b2: float = 0.0, depth: int = DEFAULT_DEPTH, q_in: float = 1.0,
+                     input_preactivation: bool = False) -> ActivationGains:
     """Every initialiser of :data:`SCHEMES` for one activation, plus hevar's critical σ_w²·N.
 
     Rows an activation has no meaning for (the "with its gain" ones without a calculate_gain
-    entry) are left out; so is the critical row when the theory has no critical value.
+    entry) are left out; so is the critical row when the theory has no critical value. ``q_in`` is
+    the input's second moment; with ``input_preactivation`` the input is a pre-activation, so that
+    q¹ = s·V(q_in) + σ_b² (Poole et al. 2016), computed here as the unactivated input V(q_in).
     """
     _check(sigma_b2, depth)
+    _check_q_in(q_in)
+    q_eff = float(theory.V(act, float(q_in))) if input_preactivation else float(q_in)
+
+    def command(values) -> str:
+        return sweep_command(act, values, sigma_b2, depth, float(q_in), bool(input_preactivation))
+
     gain = torch_gain(act)
-    crit = theory.critical_sigma_w2_n(act, float(sigma_b2))
+    crit = theory.critical_sigma_w2_n(act, float(sigma_b2), q_eff)
     rows = []
     for scheme in SCHEMES:
         s = scheme.sigma_w2_n(gain)
         if s is not None:
-            rows.append(_row(act, scheme.key, scheme.framework, scheme.short, scheme.call(gain), s, sigma_b2, depth))
+            rows.append(_row(act, scheme.key, scheme.framework, scheme.short, scheme.call(gain), s, sigma_b2, depth,
+                             q_eff, command([s])))
     from hevar.meanfield import criteria as crit_mod
 
     bias = f" --sigma-b2 {sigma_b2:g}" if sigma_b2 else ""
-    found = crit_mod.criteria(act, float(sigma_b2), int(depth))
+    found = crit_mod.criteria(act, float(sigma_b2), int(depth), q_eff)
     calls = {"second_moment": "1/E[φ(u)²] (He's forward argument)", "variance": "NF-Net γ² = 1/Var φ(u)",
              "critical": f"hevar theory --act {act.name}{bias}", "depth": f"hevar gains --act {act.name}{bias} "
              f"--depth {int(depth)}"}
@@ -310,18 +325,19 @@ def activation_gains(act: Activation, sigma_b2: float = 0.0, depth: int = DEFAUL
             continue
         key = CRITICAL_SCHEME if c.key == "critical" else f"hevar.{c.key}"
         short = shorts[c.key] + (" (unstable q*)" if c.key == "critical" and c.fixed_point_stable is False else "")
-        rows.append(replace(_row(act, key, "hevar", short, calls[c.key], c.sigma_w2_n, sigma_b2, depth), note=c.note))
+        rows.append(replace(_row(act, key, "hevar", short, calls[c.key], c.sigma_w2_n, sigma_b2, depth, q_eff,
+                                 command([c.sigma_w2_n])), note=c.note))
     depth_row = [c for c in found if c.key == "depth"]
     band = (math.nan, math.nan)
     if depth_row and math.isfinite(depth_row[0].sigma_w2_n):
-        rec = crit_mod.depth_gain(act, float(sigma_b2), int(depth))
+        rec = crit_mod.depth_gain(act, float(sigma_b2), int(depth), q_eff)
         band = (rec.band_lo, rec.band_hi)
     values = sorted({round(r.sigma_w2_n, 12) for r in rows})
     return ActivationGains(
         activation=act.name, critical_sigma_w2_n=crit.sigma_w2_n, critical_kind=crit.kind,
         critical_jump_at=crit.jump_at, torch_gain=gain.gain if gain else math.nan,
         torch_gain_call=f"calculate_gain({gain.nonlinearity})" if gain else None,
-        note=_note(act, gain, crit), command=sweep_command(act, values, sigma_b2, depth), rows=tuple(rows),
+        note=_note(act, gain, crit), command=command(values), rows=tuple(rows),
         criteria=found, depth_band=band,
     )
 
@@ -332,11 +348,14 @@ def builtin_activations() -> list[Activation]:
 
 
 def gains_table(acts: Sequence[Activation] | None = None, sigma_b2: float = 0.0,
-                depth: int = DEFAULT_DEPTH) -> GainsTable:
+                depth: int = DEFAULT_DEPTH, q_in: float = 1.0, input_preactivation: bool = False) -> GainsTable:
     """:func:`activation_gains` for each activation (default: :func:`builtin_activations`)."""
     _check(sigma_b2, depth)
+    _check_q_in(q_in)
     acts = builtin_activations() if acts is None else list(acts)
-    return GainsTable(float(sigma_b2), int(depth), tuple(activation_gains(a, sigma_b2, depth) for a in acts))
+    return GainsTable(float(sigma_b2), int(depth),
+                      tuple(activation_gains(a, sigma_b2, depth, q_in, input_preactivation) for a in acts),
+                      float(q_in), bool(input_preactivation))
 
 
 def to_dict(table: GainsTable) -> dict[str, Any]:
@@ -349,7 +368,9 @@ def to_dict(table: GainsTable) -> dict[str, Any]:
         d["criteria"] = [_criterion_dict(c) for c in entry.criteria]
         d["depth_band"] = list(entry.depth_band)
         acts.append(d)
-    return dict(sigma_b2=table.sigma_b2, depth=table.depth, stable_band=list(STABLE_BAND), width=WIDTH_NOTE,
+    return dict(sigma_b2=table.sigma_b2, depth=table.depth, q_in=table.q_in,
+                input="pre-activation" if table.input_preactivation else "not activated",
+                stable_band=list(STABLE_BAND), width=WIDTH_NOTE,
                 verdict_rule=VERDICT_RULE, activations=acts)
 
 
@@ -357,6 +378,12 @@ def _criterion_dict(c) -> dict[str, Any]:
     d = {k: v for k, v in asdict(c).items() if k != "post"}
     d.update(post_q_star=c.post.q_star, post_mean=c.post.mean, post_var=c.post.var, post_rms=c.post.rms)
     return d
+
+
+def _check_q_in(q_in: float) -> None:
+    if not (isinstance(q_in, (int, float)) and not isinstance(q_in, bool) and math.isfinite(q_in) and q_in > 0):
+        raise UsageError(f"The 'q-in' parameter must be a float in the range (0, inf). Got {q_in!r} instead.",
+                         param="q-in")
 
 
 def _check(sigma_b2: float, depth: int) -> None:

@@ -609,8 +609,13 @@ def gains_command(
     sigma_b2: Optional[str] = typer.Option(None, "--sigma-b2", metavar="FLOAT", help="Bias variance σ_b² (raw). [default: 0]"),
     depth: Optional[str] = typer.Option(None, "--depth", metavar="INT",
         help="Layers L over which the gradient factor q̃¹/q̃ᴸ is predicted. [default: 50]"),
+    q_in: Optional[str] = typer.Option(None, "--q-in", metavar="FLOAT",
+        help="The input's second moment E[x²]. [default: 1]"),
+    input_preactivation: bool = typer.Option(False, "--input-preactivation",
+        help="Treat the input as a pre-activation: q¹ = σ_w²N·E[φ(u)²] + σ_b² with u ~ N(0, q_in) (Poole et al. "
+        "2016 and most reference code), instead of q¹ = σ_w²N·q_in + σ_b²."),
     as_json: bool = typer.Option(False, "--json",
-        help="Print one JSON object: σ_b², L, the stable band and verdict rule, and per activation its critical "
+        help="Print one JSON object: σ_b², L, q_in and the input convention, the stable band and verdict rule, and per activation its critical "
         "σ_w²·N and, for each framework initialisation, σ_w²·N, χ₁, q*, the gradient factor, the verdict and the "
         "`hevar sweep` command that measures it (nan → null, ±inf → \"inf\"/\"-inf\")."),
 ) -> None:
@@ -624,7 +629,8 @@ def gains_command(
 
     acts = None if act is None else [parse_activation(a) for a in config_mod.parse_acts(act)]
     table = gains.gains_table(acts, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
-                              depth=config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH))
+                              depth=config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH),
+                              q_in=_parse_q_in(q_in), input_preactivation=input_preactivation)
     if as_json:
         out.print(json.dumps(store.json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
                   soft_wrap=True)
@@ -647,7 +653,8 @@ def gains_command(
             grid.add_row(entry.activation if k == 0 else "", f"{row.sigma_w2_n:.4g}", label, _fmt(row.chi1, 3),
                          f"{row.factor:.2g}" if math.isfinite(row.factor) else _num(row.factor), row.verdict,
                          end_section=k == len(entry.by_value()) - 1)
-    grid.caption = (f"verdict: q̃¹/q̃ᴸ (mean-field trajectory from input variance 1) < {lo:g} vanishing, "
+    start = f"input variance {table.q_in:g}" + (", a pre-activation" if table.input_preactivation else "")
+    grid.caption = (f"verdict: q̃¹/q̃ᴸ (mean-field trajectory from {start}) < {lo:g} vanishing, "
                     f"[{lo:g}, {hi:g}] stable, > {hi:g} exploding. kaiming/xavier: PyTorch's defaults (gain √2 / 1); "
                     "(gain): with calculate_gain(act); keras he/lecun/glorot: _normal and _uniform; "
                     "critical: hevar's χ₁ = 1. torch Linear also draws a bias with σ_b² = 1/(3N).")
