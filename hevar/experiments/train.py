@@ -228,9 +228,14 @@ TRAINING_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma
                     "train_loss", "train_acc", "test_acc", "status")
 GRAD_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist", "seed_index", "layer",
                 "grad_norm2_W", "grad_norm2_b")
+CONFIG_KEYS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist")
 SUMMARY_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist", "n_seeds", "steps",
                    "test_acc", "test_acc_lo", "test_acc_hi", "test_acc_sd", "train_acc", "train_loss",
                    "chance", "n_diverged", "status")
+
+# The tables of a training run folder: name → (file, columns); hevar.train's TrainingRun has one DataFrame each.
+TRAINING_TABLES = {"training": ("training.csv", TRAINING_COLUMNS), "training_grads": ("training_grads.csv", GRAD_COLUMNS),
+                   "training_summary": ("training_summary.csv", SUMMARY_COLUMNS)}
 
 
 @dataclass(frozen=True)
@@ -309,30 +314,12 @@ def summarise(results: list[tuple[RunSpec, History]], n_classes: int, steps: int
 
 
 def run_grid(cfg, settings: TrainSettings, data_name: str, on_done=None) -> dict[str, list[dict]]:
-    """Train every run of ``cfg`` (a SweepConfig; constant widths) and return the tables
-    ``training``, ``grads`` and ``summary``. BLAS is pinned to one thread: the products are small."""
-    from threadpoolctl import threadpool_limits
+    """Train every run of ``cfg`` in this process and return the tables of :data:`TRAINING_TABLES`
+    (in memory; :func:`hevar.experiments.training_run.run` is the durable, parallel version)."""
+    from hevar.experiments import training_run
 
-    from hevar.experiments.data import load
-
-    specs = plan(cfg)
-    datasets: dict[int, Dataset] = {}
-    results = []
-    with threadpool_limits(1):
-        for spec in specs:
-            if spec.width not in datasets:
-                datasets[spec.width] = load(data_name, spec.width)
-            hist = run_one(spec, datasets[spec.width], settings, cfg.seed)
-            results.append((spec, hist))
-            if on_done is not None:
-                on_done(spec, hist)
-    training, grads = [], []
-    for spec, hist in results:
-        t, g = rows(spec, hist)
-        training += t
-        grads += g
-    n_classes = next(iter(datasets.values())).n_classes
-    return dict(training=training, grads=grads, summary=summarise(results, n_classes, settings.steps))
+    progress = None if on_done is None else (lambda spec, hist, cached: on_done(spec, hist))
+    return training_run.run(cfg, settings, data_name, on_progress=progress).tables
 
 
 # --- options, presets and the run folder ----------------------------------------------------------
@@ -427,14 +414,11 @@ def network_config(flags: Mapping, preset: Mapping | None = None):
     return cfg
 
 
-def write_run(run_dir, tables: Mapping[str, list[dict]], manifest: Mapping) -> None:
-    """training.csv, training_grads.csv, training_summary.csv and manifest.json into ``run_dir``."""
+def write_tables(run_dir, tables: Mapping[str, list[dict]]) -> None:
+    """training.csv, training_grads.csv and training_summary.csv into ``run_dir``, atomically."""
     from pathlib import Path
 
     from hevar.results import store
 
-    run_dir = Path(run_dir)
-    store.write_csv(run_dir / "training.csv", TRAINING_COLUMNS, tables["training"])
-    store.write_csv(run_dir / "training_grads.csv", GRAD_COLUMNS, tables["grads"])
-    store.write_csv(run_dir / "training_summary.csv", SUMMARY_COLUMNS, tables["summary"])
-    store.write_manifest(run_dir, manifest)
+    for name, (file, columns) in TRAINING_TABLES.items():
+        store.write_csv(Path(run_dir) / file, columns, tables[name])

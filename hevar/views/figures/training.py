@@ -68,3 +68,60 @@ def training_figure(training: Table, chance: float | None, title: str = "") -> F
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def training_title(manifest: Mapping | None) -> str:
+    """A figure title from a training run's manifest: data, activation, depths, widths and the optimiser."""
+    if not manifest:
+        return ""
+    cfg, tr = manifest.get("config", {}), manifest.get("training", {})
+
+    def join(v) -> str:
+        return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+
+    return (f"{manifest.get('data', '?')}: {join(cfg.get('act', '?'))}, L = {join(cfg.get('depth', '?'))}, "
+            f"N = {join(cfg.get('width', '?'))}, {tr.get('optimizer', '?')} lr {tr.get('lr', float('nan')):g}, "
+            f"batch {tr.get('batch', '?')}, {tr.get('steps', '?')} steps")
+
+
+def is_training_run(run_dir) -> bool:
+    """A folder written by ``hevar train`` (training.csv, no sweep tables)."""
+    from pathlib import Path
+
+    return (Path(run_dir) / "training.csv").exists() and not (Path(run_dir) / "layers.csv").exists()
+
+
+def render_training_run(run_dir, formats: tuple[str, ...] = ("png",)) -> list:
+    """Draw a training run folder's figures from its CSVs into ``RUN_DIR/plots/``: training.png
+    always, trainability.png where the run has ≥ 2 depths and ≥ 2 σ_w²·N. Returns the files written."""
+    import io
+    from pathlib import Path
+
+    import matplotlib
+
+    from hevar.experiments.train import SUMMARY_COLUMNS, TRAINING_COLUMNS
+    from hevar.results import store
+    from hevar.views.figures.common import _RC, DPI
+    from hevar.views.figures.trainability import trainability_figure
+
+    run_dir = Path(run_dir)
+    training = store.read_table(run_dir / "training.csv", TRAINING_COLUMNS)
+    summary = store.read_table(run_dir / "training_summary.csv", SUMMARY_COLUMNS)
+    manifest = store.read_manifest(run_dir)
+    chance = float(summary["chance"][0]) if len(summary["chance"]) else None
+    figures = {"training": training_figure(training, chance, training_title(manifest))}
+    fig = trainability_figure(summary, title=training_title(manifest))
+    if fig is not None:
+        figures["trainability"] = fig
+    written = []
+    out = run_dir / "plots"
+    with matplotlib.rc_context(_RC):
+        for name, fig in figures.items():
+            for fmt in formats:
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format=fmt, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08,
+                            metadata={"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt))
+                out.mkdir(exist_ok=True)
+                store.write_atomic(out / f"{name}.{fmt}", buffer.getvalue())
+                written.append(out / f"{name}.{fmt}")
+    return written
