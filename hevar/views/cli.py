@@ -669,7 +669,7 @@ def train_command(
     branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA", help="Residual branch scale α. [default: 1]"),
     steps: Optional[str] = typer.Option(None, "--steps", metavar="INT", help="SGD steps. [default: 1000]"),
     lr: Optional[str] = typer.Option(None, "--lr", metavar="FLOAT", help="Constant learning rate. [default: 0.01]"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="NAME", help="sgd or momentum (μ = --momentum). [default: sgd]"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="NAME", help="sgd, momentum (μ = --momentum) or adam (β₁ 0.9, β₂ 0.999, ε 1e-8). [default: sgd]"),
     momentum: Optional[str] = typer.Option(None, "--momentum", metavar="FLOAT", help="Momentum μ in [0, 1). [default: 0.9]"),
     batch: Optional[str] = typer.Option(None, "--batch", metavar="INT", help="Minibatch size. [default: 64]"),
     data: Optional[str] = typer.Option(None, "--data", metavar="NAME",
