@@ -15,6 +15,7 @@ is the plain MLP's; for another architecture the lines are left out and the titl
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -36,19 +37,30 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(mid) if log else mid
 
 
-def xi_c_curve(act_name: str, sigma_b2: float, s_grid: Sequence[float]) -> np.ndarray:
-    """ξ_c at each σ_w²·N of ``s_grid`` (inf at the critical point, nan where the theory fails)."""
+def line_grid(lo: float, hi: float, crit: float, ordered: int = 100, chaotic: int = 18) -> np.ndarray:
+    """σ_w²·N at which to evaluate ξ_c: dense on the ordered side (c* = 1, cheap), sparser on the
+    chaotic side (each point solves for c* < 1), both clustered quadratically towards the critical point."""
+    if not (math.isfinite(crit) and lo < crit < hi):
+        return np.linspace(lo, hi, ordered)
+    left = crit - (crit - lo) * np.linspace(1, 0, ordered) ** 2
+    right = crit + (hi - crit) * np.linspace(0, 1, chaotic) ** 2
+    return np.concatenate([left, right[1:]])
+
+
+@functools.lru_cache(maxsize=4096)
+def _xi_c(act_name: str, sigma_b2: float, s: float) -> float:
     from hevar.meanfield.activations import parse_activation
     from hevar.meanfield.correlations import correlation_terms
 
-    act = parse_activation(act_name)
-    out = []
-    for s in s_grid:
-        try:
-            out.append(float(correlation_terms(act, float(s), float(sigma_b2)).xi_c))
-        except (ValueError, ArithmeticError):
-            out.append(math.nan)
-    return np.array(out)
+    try:
+        return float(correlation_terms(parse_activation(act_name), s, sigma_b2).xi_c)
+    except (ValueError, ArithmeticError):
+        return math.nan
+
+
+def xi_c_curve(act_name: str, sigma_b2: float, s_grid: Sequence[float]) -> np.ndarray:
+    """ξ_c at each σ_w²·N of ``s_grid`` (inf at the critical point, nan where the theory fails)."""
+    return np.array([_xi_c(act_name, float(sigma_b2), float(s)) for s in s_grid])
 
 
 def plot_trainability(ax: Axes, summary: Table, ks: Sequence[float] = (1, 2, 6), *, cmap: str = "viridis",
@@ -77,14 +89,14 @@ def plot_trainability(ax: Axes, summary: Table, ks: Sequence[float] = (1, 2, 6),
         from hevar.meanfield import theory
         from hevar.meanfield.activations import parse_activation
 
-        s_fine = np.linspace(x_edges[0], x_edges[-1], 241)
+        crit = theory.critical_sigma_w2_n(parse_activation(act), sigma_b2).sigma_w2_n
+        s_fine = line_grid(x_edges[0], x_edges[-1], crit)
         xi = xi_c_curve(act, sigma_b2, s_fine)
         styles = ("--", "-.", ":", (0, (5, 1, 1, 1)))
         for i, k in enumerate(ks):
             (line,) = ax.plot(s_fine, np.minimum(k * xi, 1e6), color="white", lw=1.6, ls=styles[i % len(styles)],
                               label=f"L = {k:g}·ξ_c")
             artists.append(line)
-        crit = theory.critical_sigma_w2_n(parse_activation(act), sigma_b2).sigma_w2_n
         if math.isfinite(crit) and x_edges[0] <= crit <= x_edges[-1]:
             artists.append(ax.axvline(crit, color="tab:red", lw=1, ls=":", label=f"critical σ_w²·N = {crit:.3g}"))
         artists.append(ax.legend(fontsize=8, loc="upper right", framealpha=0.6))
