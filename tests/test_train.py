@@ -240,7 +240,6 @@ def test_adam_inside_train_matches_hand_steps_on_the_loss():
     """Full-batch training with adam for 3 steps equals 3 hand-written Adam steps on loss_and_grads's
     gradients (the minibatch is the whole, permuted, training set: only the summation order differs)."""
     data = load("teacher", 6, n_train=20, n_test=8)
-    spec = T.RunSpec("tanh", 2, 6, 1.5, 0.1, 0)
     settings = T.TrainSettings(steps=3, lr=0.03, batch=20, eval_every=3, optimizer="adam")
     net = build("mlp", parse_activation("tanh"), 2)
     fresh = lambda: T.initial_params(net, 6, 1.5, 0.1, data.n_classes, Streams(0, 0))  # noqa: E731

@@ -154,3 +154,39 @@ def test_task_keys_are_unique_and_file_safe():
     keys = [training_run.task_key(s) for s in T.plan(cfg)]
     assert len(set(keys)) == len(keys) == 2 * 2 * 3 * 3
     assert all(set(k) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") for k in keys)
+
+
+def test_a_killed_process_resumes_to_the_same_bytes(tmp_path):
+    """SIGKILL a real `hevar train` once 2 networks are saved (no handler runs, the lock is dropped by
+    the kernel); --resume then writes the bytes of a run that went straight through."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["--data", "teacher", "--depth", "3", "--width", "8", "--sigma-w2", "1,1.5,2", "--seeds", "2",
+            "--steps", "400", "--eval-every", "100", "--batch", "16", "--lr", "0.05", "--no-plot"]
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(hevar.__file__).parent.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "hevar", "train", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / store.POINTS).glob("*.npz"))) >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    saved = len(list((out / store.POINTS).glob("*.npz")))
+    assert 2 <= saved < 6 and not (out / "training.csv").exists()
+    result = _cli("--resume", str(out), "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert store.read_manifest(out)["attempts"][-1]["computed"] == 6 - saved
+    straight = tmp_path / "straight"
+    assert _cli(*args, "--out", str(straight)).exit_code == 0
+    assert _bytes(out) == _bytes(straight)
