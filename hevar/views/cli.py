@@ -758,7 +758,7 @@ def _print_training(rows: list[dict], seeds: dict, steps: int, seconds: float) -
     fixed = [f"{name} = {rows[0][k]:g}" if isinstance(rows[0][k], float) else f"{name} = {rows[0][k]}"
              for name, k in keys if (name, k) not in varying and rows]
     out.print(f"Final test accuracy after {steps} steps ({', '.join(fixed)}; chance "
-              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s of training)", markup=False,
+              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s of training, summed over networks)", markup=False,
               highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for name, _ in varying:
