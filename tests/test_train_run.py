@@ -138,6 +138,30 @@ def test_a_sweep_folder_is_refused(tmp_path):
     assert result.exit_code == 2 and "hevar sweep" in result.output, result.output
 
 
+def test_sweep_refuses_a_training_folder(straight, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(straight, folder)
+    result = CliRunner().invoke(app, ["sweep", "--resume", str(folder), "--no-plot"])
+    assert result.exit_code == 2 and "`hevar train` run folder" in result.output, result.output
+    with pytest.raises(hevar.UsageError, match="`hevar train` run folder"):
+        hevar.sweep(out=folder)
+    assert sorted(p.name for p in (folder / store.POINTS).iterdir()) == sorted(
+        p.name for p in (straight / store.POINTS).iterdir())
+
+
+def test_training_run_plots_on_an_axes(straight):
+    from matplotlib.figure import Figure
+
+    run = hevar.load(straight)
+    for name in ("training", "trainability"):
+        ax = Figure().subplots()
+        assert run.plot(name, ax=ax) is ax and ax.has_data()
+    with pytest.raises(hevar.UsageError, match="'name' parameter"):
+        run.plot("stability", ax=Figure().subplots())
+
+
 def test_hevar_plot_draws_a_training_folder(straight, tmp_path):
     import shutil
 

@@ -183,11 +183,7 @@ def reconcile(cfg, settings: T.TrainSettings, data_name: str, run_dir: Path | No
     from hevar.experiments import runner
 
     name = "resume" if resume else "out"
-    manifest = store.read_manifest(run_dir) if run_dir is not None else None
-    if manifest is not None and manifest.get("command") != "train":
-        raise UsageError(f"The '{name}' parameter names a `hevar sweep` run folder ({run_dir}); `hevar train` needs "
-                         "a new folder or one it made.", param=name)
-    cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given_network)
+    cfg, manifest = runner.reconcile(cfg, run_dir, resume=resume, given=given_network, command="train")
     if manifest is None:
         return cfg, settings, data_name, None
     was = settings_from(manifest.get("training", {}))
