@@ -6,6 +6,7 @@ The Python API (see the README's "Python API" section)::
     run = hevar.sweep(act="relu", depth=30, sigma_w2=[1, 1.5, 2, 2.5, 3], seeds=4)
     run.summary, run.layers, run.crossings          # pandas DataFrames, joinable on config_id
     run.plot("stability")                            # one figure on a Matplotlib Axes
+    tr = hevar.train(act="relu", depth=30, sigma_w2=[1, 2], seeds=3)   # tr.training, tr.training_summary
     hevar.load("outputs/RUN"), hevar.theory("tanh", sigma_b2=0.05), hevar.gains(["relu", "gelu"])
 
 Subpackages: ``meanfield`` (activations and their Gaussian moments, expectations, mean-field maps,
@@ -15,11 +16,11 @@ finite-width fluctuations, gains), ``engine`` (initialisation and the NumPy pass
 """
 
 __version__ = "0.1.0"
-__all__ = ["sweep", "load", "theory", "gains", "Run", "UsageError"]
+__all__ = ["sweep", "train", "load", "theory", "gains", "Run", "TrainingRun", "UsageError"]
 
 
 def __getattr__(name: str):  # lazy, so that `hevar --help` does not import pandas
-    if name in ("sweep", "load", "theory", "gains"):
+    if name in ("sweep", "train", "load", "theory", "gains"):
         from hevar import api
 
         return getattr(api, name)
@@ -27,6 +28,10 @@ def __getattr__(name: str):  # lazy, so that `hevar --help` does not import pand
         from hevar.results.run import Run
 
         return Run
+    if name == "TrainingRun":
+        from hevar.results.training import TrainingRun
+
+        return TrainingRun
     if name == "UsageError":
         from hevar.errors import UsageError
 

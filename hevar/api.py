@@ -89,8 +89,65 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     return Run.from_tables(outcome.tables, outcome.manifest, run_dir)
 
 
-def load(run_dir: str | Path) -> Run:
-    """The :class:`~hevar.results.run.Run` of a finished run folder."""
+def train(*, act: str | Callable | Sequence[str | Callable] | None = None, depth: int | Sequence[int] | None = None,
+          width: int | Sequence[int] | None = None, sigma_w2: Grid = None, sigma_b2: Grid = None,
+          seeds: int | None = None, seed: int | None = None, dist: str | Sequence[str] | None = None,
+          arch: str | None = None, branch_scale: str | float | None = None, steps: int | None = None,
+          lr: float | None = None, optimizer: str | None = None, momentum: float | None = None,
+          batch: int | None = None, data: str | None = None, eval_every: int | None = None,
+          config: str | Path | None = None, out: str | Path | None = None, resume: bool = False,
+          plot: bool = False, jobs: int | None = None, scheduler: str | None = None):
+    """Train networks, as ``hevar train`` does, and return a :class:`~hevar.results.training.TrainingRun`
+    (DataFrames ``training``, ``training_summary``, ``training_grads``).
+
+    Options are those of ``hevar train`` (``sigma_w2`` is σ_w²·N), as Python values; ``None`` means
+    the preset's value (``config``) or ``hevar train``'s default. Without ``out`` nothing is written;
+    with it the run folder is the CLI's, durable and resumable in the same way (``resume=True``
+    continues the folder with its own settings). ``plot`` renders its figures into ``out/plots``.
+    """
+    from hevar.experiments import executors, training_run
+    from hevar.experiments import train as T
+    from hevar.experiments.config import parse_jobs
+    from hevar.results.training import TrainingRun
+
+    acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
+    net_preset, train_preset = T.read_preset(Path(config)) if config is not None else ({}, {})
+    net_flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, seed=seed,
+                     dist=dist, arch=arch, branch_scale=branch_scale)
+    cfg = T.network_config(net_flags, net_preset)
+    given = dict(steps=steps, lr=lr, optimizer=optimizer, momentum=momentum, batch=batch, eval_every=eval_every)
+    settings = T.parse_settings({**train_preset, **{k: v for k, v in given.items() if v is not None}})
+    data_name = T.parse_data(data if data is not None else train_preset.get("data", "digits"))
+    run_dir = Path(out) if out is not None else (Path(train_preset["out"]) if "out" in train_preset else None)
+    if resume and run_dir is None:
+        raise UsageError("The 'resume' parameter needs the run folder as 'out'. Got resume=True and no out instead.",
+                         param="resume")
+    cfg, settings, data_name, manifest = training_run.reconcile(
+        cfg, settings, data_name, run_dir, resume=resume,
+        given_network=any(v is not None for v in {**net_preset, **net_flags}.values()),
+        given_training=any(v is not None for v in given.values()) or data is not None
+        or any(k != "out" and k != "plot" for k in train_preset))
+    executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
+    outcome = training_run.run(cfg, settings, data_name, run_dir, manifest=manifest, executor=executor,
+                               option="resume" if resume else "out")
+    if plot and run_dir is not None:
+        from hevar.views import figures
+
+        figures.render_run(run_dir)
+    return TrainingRun.from_tables(outcome.tables, outcome.manifest, run_dir)
+
+
+def load(run_dir: str | Path):
+    """The results of a finished run folder: a :class:`~hevar.results.run.Run` for ``hevar sweep``'s,
+    a :class:`~hevar.results.training.TrainingRun` for ``hevar train``'s."""
+    from hevar.results import store
+
+    path = Path(run_dir)
+    manifest = store.read_manifest(path) if path.is_dir() else None
+    if manifest is not None and manifest.get("command") == "train":
+        from hevar.results.training import TrainingRun
+
+        return TrainingRun.load(path)
     return Run.load(run_dir)
 
 

@@ -161,7 +161,7 @@ def test_cli_train_writes_the_run_folder(tmp_path):
     assert "σ_w²·N" in result.output
 
 
-@pytest.mark.parametrize("args,param", [(["--optimizer", "adam"], "optimizer"), (["--steps", "-1"], "steps"),
+@pytest.mark.parametrize("args,param", [(["--optimizer", "rmsprop"], "optimizer"), (["--steps", "-1"], "steps"),
                                         (["--data", "mnist"], "data"), (["--lr", "0"], "lr"),
                                         (["--depth", "0"], "depth"), (["--widths", "8,8"], "widths")])
 def test_cli_train_bad_input_is_one_line_exit_2(tmp_path, args, param):
@@ -189,3 +189,77 @@ def test_preset_keys_are_checked(tmp_path):
     cfg = T.network_config({"depth": None}, net)
     assert cfg.depth == (5,) and cfg.sigma_w2 == (2.0,) and cfg.width == (64,)
     assert T.parse_settings(training).steps == 10 and training["data"] == "teacher"
+
+
+# --- Adam ------------------------------------------------------------------------------------------
+
+
+def _hand_adam(theta: list[float], grads_seq: list[list[float]], lr: float) -> list[float]:
+    """Kingma & Ba's Algorithm 1 written out element by element in plain Python floats."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    theta = list(theta)
+    m, v = [0.0] * len(theta), [0.0] * len(theta)
+    for t, g in enumerate(grads_seq, start=1):
+        for i in range(len(theta)):
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
+            m_hat, v_hat = m[i] / (1 - b1 ** t), v[i] / (1 - b2 ** t)
+            theta[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return theta
+
+
+def test_adam_update_against_a_hand_written_step():
+    rng = np.random.default_rng(0)
+    params = T.Params([rng.standard_normal((3, 2))], [rng.standard_normal(3)], rng.standard_normal((2, 3)),
+                      rng.standard_normal(2))
+    start = [p.copy() for p in params.arrays()]
+    settings = T.TrainSettings(optimizer="adam", lr=0.01)
+    state = T.OptimizerState.start(params, "adam")
+    seq = []
+    for _ in range(4):
+        g = T.Params([rng.standard_normal((3, 2))], [rng.standard_normal(3)], rng.standard_normal((2, 3)),
+                     rng.standard_normal(2) * 1e-3)  # small gradients too: ε and the bias correction matter
+        seq.append([a.copy() for a in g.arrays()])
+        T.update(params, g, state, settings)
+    assert state.t == 4
+    for k, (p, p0) in enumerate(zip(params.arrays(), start)):
+        want = _hand_adam(p0.ravel().tolist(), [s[k].ravel().tolist() for s in seq], 0.01)
+        np.testing.assert_allclose(p.ravel(), want, rtol=1e-13, atol=1e-15)
+
+
+def test_adam_first_step_is_lr_times_the_sign():
+    """At t = 1 the bias-corrected moments are g and g², so Δθ = −η·g/(|g| + ε) exactly (closed form)."""
+    g = np.array([3.0, -0.2, 1e-6, -1e-9])
+    p = T.Params([], [], np.zeros((1, 4)), np.zeros(0))
+    T.update(p, T.Params([], [], g[None, :].copy(), np.zeros(0)), T.OptimizerState.start(p, "adam"),
+             T.TrainSettings(optimizer="adam", lr=0.5))
+    np.testing.assert_allclose(p.V[0], -0.5 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+
+
+def test_adam_inside_train_matches_hand_steps_on_the_loss():
+    """Full-batch training with adam for 3 steps equals 3 hand-written Adam steps on loss_and_grads's
+    gradients (the minibatch is the whole, permuted, training set: only the summation order differs)."""
+    data = load("teacher", 6, n_train=20, n_test=8)
+    settings = T.TrainSettings(steps=3, lr=0.03, batch=20, eval_every=3, optimizer="adam")
+    net = build("mlp", parse_activation("tanh"), 2)
+    fresh = lambda: T.initial_params(net, 6, 1.5, 0.1, data.n_classes, Streams(0, 0))  # noqa: E731
+    trained = fresh()
+    T.train(net, trained, data, settings, seed=0, seed_index=0)
+    hand = fresh()
+    flat0 = [p.ravel().tolist() for p in hand.arrays()]
+    seq = []
+    for _ in range(3):
+        _, _, g = T.loss_and_grads(net, hand, data.x_train, data.y_train)
+        seq.append([a.ravel().tolist() for a in g.arrays()])
+        for k, p in enumerate(hand.arrays()):
+            p[...] = np.reshape(_hand_adam(flat0[k], [s[k] for s in seq], 0.03), p.shape)
+    for a, b in zip(trained.arrays(), hand.arrays()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_adam_loss_falls_on_teacher_data():
+    data = load("teacher", 16, n_train=256, n_test=128)
+    settings = T.TrainSettings(steps=200, lr=3e-3, batch=32, eval_every=100, optimizer="adam")
+    hist = T.run_one(T.RunSpec("tanh", 4, 16, 1.0, 0.0, 0), data, settings, seed=0)
+    assert hist.status == "ok" and hist.train_loss[-1] < 0.6 * hist.train_loss[0]
+    assert hist.train_acc[-1] > hist.train_acc[0] + 0.3

@@ -55,12 +55,13 @@ class Interrupted(Exception):
         self.saved, self.total, self.run_dir = saved, total, run_dir
 
 
-def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bool) -> tuple[SweepConfig, dict | None]:
+def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bool,
+              command: str = "sweep") -> tuple[SweepConfig, dict | None]:
     """The configuration to run in ``run_dir`` and its manifest, if the folder holds a run already.
 
     ``resume``: the user asked to finish ``run_dir`` (it must be a run folder); ``given``: the user
-    gave sweep settings (then they must match the folder's). A folder made by another hevar version
-    is refused rather than mixed.
+    gave sweep settings (then they must match the folder's). A folder made by another hevar version,
+    or by another command (``hevar train``'s manifests say ``"command": "train"``), is refused rather than mixed.
     """
     name = "resume" if resume else "out"
     manifest = store.read_manifest(run_dir) if run_dir is not None else None
@@ -69,6 +70,10 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
                          "instead.", param="resume")
     if manifest is None:
         return cfg, None
+    made = manifest.get("command", "sweep")
+    if made != command:
+        raise UsageError(f"The '{name}' parameter names a `hevar {made}` run folder ({run_dir}); `hevar {command}` "
+                         "needs a new folder or one it made.", param=name)
     recorded = manifest["config"]
     required = MANIFEST_CONFIG_KEYS | (set() if recorded.get("widths") else {"width"})
     missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig().to_dict()) - {"width"})

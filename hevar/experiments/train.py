@@ -23,7 +23,8 @@ own streams of the same :class:`~numpy.random.SeedSequence` family, keyed apart 
   from the same generator, one per step; evaluation runs without dropout.
 
 Optimisers (constant learning rate η, every parameter — all Wˡ, bˡ, V, c):
-``sgd`` θ ← θ − η∇θ; ``momentum`` (heavy ball as PyTorch's SGD) v ← μv + ∇θ, θ ← θ − ηv.
+``sgd`` θ ← θ − η∇θ; ``momentum`` (heavy ball as PyTorch's SGD) v ← μv + ∇θ, θ ← θ − ηv;
+``adam`` (Kingma & Ba 2015, β₁ = 0.9, β₂ = 0.999, ε = 1e-8, with bias correction; see :func:`update`).
 
 Evaluation at steps 0, k, 2k, …, and the last step: the training loss and accuracy over the whole
 training set and the test accuracy. Blow-up is data: a non-finite loss (overflow, nan) at a step
@@ -50,7 +51,8 @@ from hevar.meanfield.activations import parse_activation
 
 Array = np.ndarray
 
-OPTIMIZERS = ("sgd", "momentum")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba's defaults (and PyTorch's)
 _READOUT_KEY, _ORDER_KEY = 5, 6  # stream kinds beyond the engine's (0..4)
 
 
@@ -60,7 +62,7 @@ class TrainSettings:
 
     steps: int = 1000  # SGD updates
     lr: float = 0.01  # constant learning rate η
-    optimizer: str = "sgd"  # "sgd" or "momentum"
+    optimizer: str = "sgd"  # "sgd", "momentum" or "adam"
     momentum: float = 0.9  # μ of the momentum optimiser (unused by sgd)
     batch: int = 64  # minibatch size B
     eval_every: int = 100  # evaluate after every this many steps (and at 0 and the last step)
@@ -158,6 +160,52 @@ def evaluate(net: Network, params: Params, x: Array, y: Array, chunk: int = 4096
     return total_loss / len(y), total_right / len(y)
 
 
+@dataclass
+class OptimizerState:
+    """What an optimiser carries between steps: the step count t, and per parameter array the
+    momentum buffer (``momentum``) or Adam's first and second moment estimates m, v."""
+
+    t: int = 0
+    m: list[Array] | None = None
+    v: list[Array] | None = None
+
+    @classmethod
+    def start(cls, params: Params, optimizer: str) -> "OptimizerState":
+        zeros = [np.zeros_like(p) for p in params.arrays()]
+        if optimizer == "momentum":
+            return cls(m=zeros)
+        if optimizer == "adam":
+            return cls(m=zeros, v=[np.zeros_like(p) for p in params.arrays()])
+        return cls()
+
+
+def update(params: Params, grads: Params, state: OptimizerState, settings: TrainSettings) -> None:
+    """One optimiser step on every parameter array, in place (module docstring). Adam (Kingma & Ba
+    2015, Algorithm 1) with t counted from 1::
+
+        m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ),  θ ← θ − η·m̂/(√v̂ + ε)
+    """
+    state.t += 1
+    lr = settings.lr
+    with np.errstate(all="ignore"):
+        if settings.optimizer == "adam":
+            b1, b2, eps = ADAM_BETA1, ADAM_BETA2, ADAM_EPS
+            c1, c2 = 1 - b1 ** state.t, 1 - b2 ** state.t
+            for p, g, m, v in zip(params.arrays(), grads.arrays(), state.m, state.v):
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * (g * g)
+                p -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+            return
+        for k, (p, g) in enumerate(zip(params.arrays(), grads.arrays())):
+            if settings.optimizer == "momentum":
+                state.m[k] *= settings.momentum
+                state.m[k] += g
+                g = state.m[k]
+            p -= lr * g
+
+
 def train(net: Network, params: Params, data: Dataset, settings: TrainSettings, seed: int, seed_index: int) -> History:
     """Train ``params`` in place on ``data`` (module docstring); returns the :class:`History`."""
     if settings.optimizer not in OPTIMIZERS:
@@ -192,7 +240,7 @@ def train(net: Network, params: Params, data: Dataset, settings: TrainSettings, 
     if not record(0):
         hist.seconds = time.perf_counter() - start
         return hist
-    velocity = [np.zeros_like(p) for p in params.arrays()] if settings.optimizer == "momentum" else None
+    state = OptimizerState.start(params, settings.optimizer)
     order, pos = rng.permutation(n), 0
     for step in range(settings.steps):
         if pos + B > n:
@@ -208,13 +256,7 @@ def train(net: Network, params: Params, data: Dataset, settings: TrainSettings, 
         if not math.isfinite(loss):
             hist.status = f"diverged at step {step}"
             break
-        with np.errstate(all="ignore"):
-            for k, (p, g) in enumerate(zip(params.arrays(), grads.arrays())):
-                if velocity is not None:
-                    velocity[k] *= settings.momentum
-                    velocity[k] += g
-                    g = velocity[k]
-                p -= settings.lr * g
+        update(params, grads, state, settings)
         done = step + 1
         if (done % settings.eval_every == 0 or done == settings.steps) and not record(done):
             break
@@ -228,9 +270,14 @@ TRAINING_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma
                     "train_loss", "train_acc", "test_acc", "status")
 GRAD_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist", "seed_index", "layer",
                 "grad_norm2_W", "grad_norm2_b")
+CONFIG_KEYS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist")
 SUMMARY_COLUMNS = ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist", "n_seeds", "steps",
                    "test_acc", "test_acc_lo", "test_acc_hi", "test_acc_sd", "train_acc", "train_loss",
                    "chance", "n_diverged", "status")
+
+# The tables of a training run folder: name → (file, columns); hevar.train's TrainingRun has one DataFrame each.
+TRAINING_TABLES = {"training": ("training.csv", TRAINING_COLUMNS), "training_grads": ("training_grads.csv", GRAD_COLUMNS),
+                   "training_summary": ("training_summary.csv", SUMMARY_COLUMNS)}
 
 
 @dataclass(frozen=True)
@@ -309,30 +356,12 @@ def summarise(results: list[tuple[RunSpec, History]], n_classes: int, steps: int
 
 
 def run_grid(cfg, settings: TrainSettings, data_name: str, on_done=None) -> dict[str, list[dict]]:
-    """Train every run of ``cfg`` (a SweepConfig; constant widths) and return the tables
-    ``training``, ``grads`` and ``summary``. BLAS is pinned to one thread: the products are small."""
-    from threadpoolctl import threadpool_limits
+    """Train every run of ``cfg`` in this process and return the tables of :data:`TRAINING_TABLES`
+    (in memory; :func:`hevar.experiments.training_run.run` is the durable, parallel version)."""
+    from hevar.experiments import training_run
 
-    from hevar.experiments.data import load
-
-    specs = plan(cfg)
-    datasets: dict[int, Dataset] = {}
-    results = []
-    with threadpool_limits(1):
-        for spec in specs:
-            if spec.width not in datasets:
-                datasets[spec.width] = load(data_name, spec.width)
-            hist = run_one(spec, datasets[spec.width], settings, cfg.seed)
-            results.append((spec, hist))
-            if on_done is not None:
-                on_done(spec, hist)
-    training, grads = [], []
-    for spec, hist in results:
-        t, g = rows(spec, hist)
-        training += t
-        grads += g
-    n_classes = next(iter(datasets.values())).n_classes
-    return dict(training=training, grads=grads, summary=summarise(results, n_classes, settings.steps))
+    progress = None if on_done is None else (lambda spec, hist, cached: on_done(spec, hist))
+    return training_run.run(cfg, settings, data_name, on_progress=progress).tables
 
 
 # --- options, presets and the run folder ----------------------------------------------------------
@@ -427,14 +456,11 @@ def network_config(flags: Mapping, preset: Mapping | None = None):
     return cfg
 
 
-def write_run(run_dir, tables: Mapping[str, list[dict]], manifest: Mapping) -> None:
-    """training.csv, training_grads.csv, training_summary.csv and manifest.json into ``run_dir``."""
+def write_tables(run_dir, tables: Mapping[str, list[dict]]) -> None:
+    """training.csv, training_grads.csv and training_summary.csv into ``run_dir``, atomically."""
     from pathlib import Path
 
     from hevar.results import store
 
-    run_dir = Path(run_dir)
-    store.write_csv(run_dir / "training.csv", TRAINING_COLUMNS, tables["training"])
-    store.write_csv(run_dir / "training_grads.csv", GRAD_COLUMNS, tables["grads"])
-    store.write_csv(run_dir / "training_summary.csv", SUMMARY_COLUMNS, tables["summary"])
-    store.write_manifest(run_dir, manifest)
+    for name, (file, columns) in TRAINING_TABLES.items():
+        store.write_csv(Path(run_dir) / file, columns, tables[name])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.util
-import io
 import math
 import os
 import shlex
@@ -703,7 +701,7 @@ def train_command(
     branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA", help="Residual branch scale α. [default: 1]"),
     steps: Optional[str] = typer.Option(None, "--steps", metavar="INT", help="SGD steps. [default: 1000]"),
     lr: Optional[str] = typer.Option(None, "--lr", metavar="FLOAT", help="Constant learning rate. [default: 0.01]"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="NAME", help="sgd or momentum (μ = --momentum). [default: sgd]"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="NAME", help="sgd, momentum (μ = --momentum) or adam (β₁ 0.9, β₂ 0.999, ε 1e-8). [default: sgd]"),
     momentum: Optional[str] = typer.Option(None, "--momentum", metavar="FLOAT", help="Momentum μ in [0, 1). [default: 0.9]"),
     batch: Optional[str] = typer.Option(None, "--batch", metavar="INT", help="Minibatch size. [default: 64]"),
     data: Optional[str] = typer.Option(None, "--data", metavar="NAME",
@@ -711,70 +709,76 @@ def train_command(
     eval_every: Optional[str] = typer.Option(None, "--eval-every", metavar="INT", help="Evaluate every INT steps. [default: 100]"),
     out_dir: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder. [default: outputs/TIME-train]"),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML preset (configs/he2015_training.toml)."),
-    plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Draw plots/training.png. [default: plot]"),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Finish an interrupted training run in RUN_DIR."),
+    jobs: Optional[str] = typer.Option(None, "--jobs", metavar="INT",
+        help="Worker processes (one BLAS thread each); 0 = one per core. Results do not depend on it. [default: 1]"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+        help="Run the networks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]')."),
+    plot: Optional[bool] = typer.Option(None, "--plot/--no-plot",
+        help="Draw plots/training.png (and trainability.png with ≥ 2 depths and ≥ 2 σ_w²·N). [default: plot]"),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST", help="Figure format(s): png, svg, pdf. [default: png]"),
 ) -> None:
-    """Train the sweep's networks (same architecture, initialisation and seeds) with SGD and a softmax
-    readout; write training.csv, training_grads.csv (‖∂loss/∂Wˡ‖² at step 0), training_summary.csv and
-    plots/training.png to a run folder."""
-    import sys
-    import time
+    """Train the sweep's networks (same architecture, initialisation and seeds) with SGD, momentum or
+    Adam and a softmax readout; write training.csv, training_grads.csv (‖∂loss/∂Wˡ‖² at step 0),
+    training_summary.csv and plots/ to a run folder. Each network is saved as it finishes: an
+    interrupted run is finished with --resume, with the same CSVs."""
+    from hevar.experiments import train as train_mod, training_run
+    from hevar.views.figures import parse_formats
 
-    from hevar.experiments import train as train_mod
-
+    formats = parse_formats(fmt)
     net_preset, train_preset = train_mod.read_preset(config) if config is not None else ({}, {})
-    cfg = train_mod.network_config(dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
-                                        seeds=seeds, seed=seed, dist=dist, arch=arch, branch_scale=branch_scale),
-                                   net_preset)
+    net_flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, seed=seed,
+                     dist=dist, arch=arch, branch_scale=branch_scale)
+    cfg = train_mod.network_config(net_flags, net_preset)
     given = dict(steps=steps, lr=lr, optimizer=optimizer, momentum=momentum, batch=batch, eval_every=eval_every)
     settings = train_mod.parse_settings({**train_preset, **{k: v for k, v in given.items() if v is not None}})
     data_name = train_mod.parse_data(data if data is not None else train_preset.get("data", "digits"))
+    executor = executors.open_executor(None if jobs is None else config_mod.parse_jobs(jobs), scheduler)
+    if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
+        raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
     preset_out = train_preset.get("out")
-    run_dir = out_dir or (Path(preset_out) if isinstance(preset_out, str) else None) \
-        or store.default_run_dir(Path("outputs"), "train", runner.now())
-    run_dir = store.prepare_run_dir(run_dir)
-    try:
-        (run_dir / store.POINTS).rmdir()  # training keeps no per-task points
-    except OSError:
-        pass
+    run_dir = resume or out_dir or (Path(preset_out) if isinstance(preset_out, str) else None)
+    cfg, settings, data_name, manifest = training_run.reconcile(
+        cfg, settings, data_name, run_dir, resume=resume is not None,
+        given_network=any(v is not None for v in {**net_preset, **net_flags}.values()),
+        given_training=any(v is not None for v in given.values()) or data is not None
+        or any(k in train_preset for k in (*(f for f, *_ in train_mod.TRAIN_OPTIONS.values()), "optimizer", "data")))
+    if run_dir is None:
+        run_dir = store.default_run_dir(Path("outputs"), "train", runner.now())
     do_plot = plot if plot is not None else bool(train_preset.get("plot", True))
-    n_runs = len(train_mod.plan(cfg))
     progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
-    start = time.perf_counter()
-    with progress:
-        bar = progress.add_task("", total=n_runs)
+    bar = []
 
-        def on_done(spec, hist) -> None:
-            progress.update(bar, advance=1, description=f"σ_w²·N={spec.sigma_w2_n:g} L={spec.depth} seed "
-                            f"{spec.seed_index}: test acc {hist.test_acc[-1] if hist.test_acc else float('nan'):.3f}")
+    def on_start(total: int) -> None:
+        progress.start()
+        bar.append(progress.add_task("", total=total))
 
-        tables = train_mod.run_grid(cfg, settings, data_name, on_done=on_done)
-    seconds = time.perf_counter() - start
-    manifest = dict(command="train", config=cfg.to_dict(), training=dataclasses.asdict(settings), data=data_name,
-                    argv=sys.argv, hevar_version=__version__, created=runner.now(), seconds=round(seconds, 3))
-    train_mod.write_run(run_dir, tables, manifest)
-    finals: dict[tuple, list[float]] = {}
-    for r in tables["training"]:  # the last row of each run is its final evaluation (or its divergence)
-        finals.setdefault(tuple(r[k] for k in ("activation", "arch", "depth", "width", "sigma_w2_n", "sigma_b2", "dist",
-                                                "seed_index")), []).append(r["test_acc"])
-    per_seed: dict[tuple, list[float]] = {}
-    for key, accs in finals.items():
-        per_seed.setdefault(key[:-1], []).append(accs[-1])
-    _print_training(tables["summary"], per_seed, settings.steps, seconds)
+    def on_done(spec, hist, cached) -> None:
+        progress.update(bar[0], advance=1, description=f"σ_w²·N={spec.sigma_w2_n:g} L={spec.depth} seed {spec.seed_index}: "
+                        f"test acc {hist.test_acc[-1] if hist.test_acc else float('nan'):.3f}"
+                        + (" (done before)" if cached else ""))
+
+    try:
+        try:
+            outcome = training_run.run(cfg, settings, data_name, run_dir, manifest=manifest, executor=executor,
+                                       on_start=on_start, on_progress=on_done,
+                                       option="resume" if resume is not None else "out")
+        finally:
+            if bar:
+                progress.stop()
+    except runner.Interrupted as stop:
+        err.print(f"Interrupted: {stop.saved} of {stop.total} networks are saved in {run_dir}. "
+                  f"Resume with: hevar train --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+    summary = outcome.tables["training_summary"]
+    _print_training(summary, training_run.finals(outcome.tables["training"]), settings.steps,
+                    outcome.manifest.get("train_seconds", math.nan))
+    for file, problem in outcome.damaged:
+        err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
+                  highlight=False, soft_wrap=True)
     if do_plot:
-        from hevar.views.figures.training import training_figure
-
-        table = store.read_table(run_dir / "training.csv")
-        (run_dir / "plots").mkdir(exist_ok=True)
-        chance = tables["summary"][0]["chance"] if tables["summary"] else None
-        fig = training_figure(table, chance, f"{data_name}: {', '.join(cfg.act)}, L = {','.join(map(str, cfg.depth))}, "
-                              f"N = {','.join(map(str, cfg.width))}, {settings.optimizer} lr {settings.lr:g}, "
-                              f"batch {settings.batch}")
-        path = run_dir / "plots" / "training.png"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        store.write_atomic(path, buf.getvalue())
-        out.print(f"  figure: {path}", markup=False, highlight=False)
+        _render(run_dir, formats, after_sweep=True)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
@@ -788,7 +792,8 @@ def _print_training(rows: list[dict], seeds: dict, steps: int, seconds: float) -
     fixed = [f"{name} = {rows[0][k]:g}" if isinstance(rows[0][k], float) else f"{name} = {rows[0][k]}"
              for name, k in keys if (name, k) not in varying and rows]
     out.print(f"Final test accuracy after {steps} steps ({', '.join(fixed)}; chance "
-              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s)", markup=False, highlight=False)
+              f"{_fmt(rows[0]['chance'] if rows else math.nan)}; {seconds:.1f} s of training, summed over networks)", markup=False,
+              highlight=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for name, _ in varying:
         table.add_column(name, justify="left", no_wrap=True)

@@ -199,6 +199,10 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]
         If the folder or one of its CSVs is missing or malformed (from :func:`hevar.results.store.read_run`).
     """
     run_dir = Path(run_dir)
+    from hevar.views.figures import training as training_figures
+
+    if training_figures.is_training_run(run_dir):  # a `hevar train` folder: its own figures
+        return training_figures.render_training_run(run_dir, formats)
     layers, summary, theory = store.read_run(run_dir)
     tables = {"layers": layers, "summary": summary, "theory": theory, "crossings": store.read_crossings(run_dir)}
     written: list[Path] = []
