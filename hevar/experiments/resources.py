@@ -135,12 +135,30 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
         from hevar.engine.init import layer_widths
 
         widths = layer_widths(config.widths, depth)
-    k = n_configs if n_configs is not None else len(config.sigma_w2) * len(config.sigma_b2)
     from hevar.experiments.sweep import network
 
     phi = parse_activation(act)
+    net = network(config, phi, depth)
+    if n_configs is not None:
+        k, shared = n_configs, 0
+    else:
+        k, shared = len(config.sigma_w2) * len(config.sigma_b2), shared_configs(config, net, widths)
     return passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
-                                  act=phi, memory_budget=budget, network=network(config, phi, depth))
+                                  act=phi, memory_budget=budget, network=net, n_shared=shared)
+
+
+def shared_configs(config: SweepConfig, net, widths: tuple[int, ...]) -> int:
+    """Configurations of the grid the engine derives from another's pass instead of running
+    (:func:`hevar.engine.rescale.members`: σ_b² = 0 on a plain MLP of a homogeneous φ), as
+    :func:`hevar.experiments.sweep.run_task` hands the grid over. ``truncnormal`` calls the engine one
+    σ_w row at a time, each call at most the σ_b² grid: never more than the shared call runs."""
+    from hevar.engine import init, rescale
+    from hevar.experiments.sweep import grid
+
+    pairs = grid(config)
+    weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, "fan_in")) for s, _ in pairs])
+    bias_std = np.array([math.sqrt(b) for _, b in pairs])
+    return max(len(rescale.members(net, weight_std, bias_std)) - 1, 0)
 
 
 def _size(n: float) -> str:
