@@ -1,6 +1,6 @@
 """What float32 costs in accuracy, for every statistic hevar reports, beside the statistical error.
 
-    python benchmarks/dtype_evidence.py [--depth 1000] [--width 256] [--batch 32] [--seeds 8]
+    python benchmarks/dtype_evidence.py [--depth 1000] [--width 256] [--batch 32] [--seeds 4]
                                         [--sigma-w2 1.5,2,2.5] [--act relu] [--quick]
 
 Runs the same sweep in float32 and in float64 through the sweep's own code (:func:`hevar.experiments.sweep.run_task` for
@@ -21,8 +21,9 @@ float32 (:class:`RoundedStreams`); ``--native`` compares with the engine's own f
 instead (the sample a user's ``--dtype float32`` gets).
 
 Columns that do not depend on the measurement (keys, and theory columns that are not anchored at a
-measured value) are left out when they are identical. About a minute at the defaults on two cores
-(relu, L = 1000, N = 256, B = 32, 8 seeds, three σ_w²·N values at σ_b² = 0).
+measured value) are left out when they are identical. At the defaults (relu, L = 1000, N = 256,
+B = 32, 4 seeds, three σ_w²·N values at σ_b² = 0, one shared pass per seed and dtype) about a
+minute on two quiet cores; ``--seeds 8`` doubles it.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     parser.add_argument("--depth", type=int, default=1000)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--sigma-w2", default="1.5,2,2.5", help="σ_w²·N values (comma list)")
     parser.add_argument("--sigma-b2", default="0", help="σ_b² values (comma list)")
     parser.add_argument("--native", action="store_true", help="float32 with its own streams (another sample)")
