@@ -151,3 +151,24 @@ def test_zero_weight_variance_and_single_configurations_stay_in_the_stacked_pass
     assert rescale.members(net, np.full((1, 4), 0.3), np.zeros(1)) == []
     std = np.array([[0.3] * 4, [0.0] * 4, [0.5] * 4])
     assert rescale.members(net, std, np.zeros(3)) == [0, 2]
+
+
+@pytest.mark.parametrize("act,sigma_b2", [("relu", (0.0,)), ("relu", (0.0, 0.1)), ("relu", (0.1,)), ("tanh", (0.0,)),
+                                          ("linear", (0.2, 0.0))])
+def test_the_guard_counts_the_configurations_the_engine_derives(act, sigma_b2):
+    """resources.shared_configs (closed form, no grid built) agrees with what measure() derives."""
+    import dataclasses
+
+    from hevar.experiments import resources, sweep
+    from hevar.experiments.config import SweepConfig
+
+    cfg = dataclasses.replace(SweepConfig(), act=(act,), depth=(4,), sigma_w2=(0.5, 1.0, 2.0), sigma_b2=sigma_b2)
+    task = sweep.plan(cfg)[0]
+    widths = task.layer_widths
+    pairs = sweep.grid(cfg)
+    std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, task.mode)) for s, _ in pairs])
+    bias = np.array([np.sqrt(b) for _, b in pairs])
+    net = sweep.network(cfg, parse_activation(act), 4)
+    derived = max(len(rescale.members(net, std, bias)) - 1, 0)
+    assert resources.shared_configs(cfg, net, widths) == derived
+    assert derived == (2 if act != "tanh" and 0.0 in sigma_b2 else 0)

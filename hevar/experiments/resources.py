@@ -148,17 +148,18 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
 
 
 def shared_configs(config: SweepConfig, net, widths: tuple[int, ...]) -> int:
-    """Configurations of the grid the engine derives from another's pass instead of running
-    (:func:`hevar.engine.rescale.members`: σ_b² = 0 on a plain MLP of a homogeneous φ), as
-    :func:`hevar.experiments.sweep.run_task` hands the grid over. ``truncnormal`` calls the engine one
-    σ_w row at a time, each call at most the σ_b² grid: never more than the shared call runs."""
-    from hevar.engine import init, rescale
-    from hevar.experiments.sweep import grid
+    """Configurations of the grid the engine derives from another's pass instead of running: those
+    :func:`hevar.engine.rescale.members` picks (σ_b² = 0 and σ_w² > 0 on a plain MLP of a homogeneous
+    φ) but the first, counted without building the grid (which may be too large to build).
+    ``truncnormal`` calls the engine one σ_w row at a time, each call at most the σ_b² grid: never
+    more than the shared call runs. ``widths`` does not matter: σ_{w,l}² = σ_w²·N / N_fan(l) is
+    positive exactly where σ_w²·N is."""
+    from hevar.engine import rescale
 
-    pairs = grid(config)
-    weight_std = np.array([np.sqrt(init.layer_sigma_w2(s, widths, "fan_in")) for s, _ in pairs])
-    bias_std = np.array([math.sqrt(b) for _, b in pairs])
-    return max(len(rescale.members(net, weight_std, bias_std)) - 1, 0)
+    if not rescale.shareable(net):
+        return 0
+    n = sum(1 for s in config.sigma_w2 if 0 < s < math.inf) * sum(1 for b in config.sigma_b2 if b == 0)
+    return max(n - 1, 0)
 
 
 def _size(n: float) -> str:
@@ -382,11 +383,14 @@ def estimate_seconds(config: SweepConfig, shapes=None, workers: int = 1, budget:
     flops_rate, normal_rate, stream_rate = rates
     item = 4 if config.dtype == "float32" else 8
     k = len(config.sigma_w2) * len(config.sigma_b2)
-    cols = k * config.batch
     cores = max(available_cores(), 1)
     parallel = min(max(workers, 1), cores)  # processes: the products share the cores (workers × threads ≤ cores)
     products = single = 0.0  # seconds of BLAS products (all cores) and of one-thread work (one per process)
-    for _, depth, widths in shapes:
+    from hevar.experiments.sweep import network
+
+    for act, depth, widths in shapes:
+        # The configurations the engine runs: a σ_w² grid at σ_b² = 0 is one pass (hevar.engine.rescale).
+        cols = (k - shared_configs(config, network(config, parse_activation(act), depth), widths)) * config.batch
         w = np.asarray(widths, dtype=float)
         weights = float(np.sum(w[1:] * w[:-1]))
         units = float(np.sum(w[1:]))
