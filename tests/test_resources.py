@@ -122,7 +122,10 @@ def test_the_time_estimate_grows_with_the_work():
     t = {name: resources.estimate_seconds(cfg, rates=rates) for name, cfg in
          (("small", small), ("deeper", deeper), ("wider", wider))}
     assert 5 < t["deeper"] / t["small"] < 15 and t["wider"] > 10 * t["small"]
-    # the products dominate a wide, deep, well-stacked sweep
-    big = build_config(dict(depth="100", width="1024", seeds="4", batch="256"))
+    # the products dominate a wide, deep, well-stacked sweep (tanh: every configuration runs)
+    big = build_config(dict(act="tanh", depth="100", width="1024", seeds="4", batch="256"))
     flops = 4 * 1024 * 1024 * 8 * 256 * 100 * 4  # 2 products × 2·N²·(K·B) per layer, × L × seeds
     assert resources.estimate_seconds(big, rates=rates) == pytest.approx(flops / rates[0], rel=0.2)
+    # relu's σ_w² grid at σ_b² = 0 runs as one configuration (hevar.engine.rescale): K = 1 in the products
+    shared = build_config(dict(act="relu", depth="100", width="1024", seeds="4", batch="256"))
+    assert resources.estimate_seconds(shared, rates=rates) == pytest.approx(flops / 8 / rates[0], rel=0.3)

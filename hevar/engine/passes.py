@@ -53,6 +53,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from hevar.engine import rescale
 from hevar.engine.pointwise import KERNELS as _KERNELS, Pointwise as _Pointwise, stored_bytes  # noqa: F401
 from hevar.engine.stacked import RESCALE_BAND as _RESCALE_BAND, StackedPass, colsq as _colsq  # noqa: F401
 from hevar.engine.stacked import log_mean_exp as _log_mean_exp  # noqa: F401
@@ -158,10 +159,11 @@ class _Plan:
 
 
 def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kept_bytes: Callable[[int], int],
-          n_buffers: int, generic: bool, weight_budget: int, memory_budget: int | None) -> _Plan:
+          n_buffers: int, generic: bool, weight_budget: int, memory_budget: int | None, n_shared: int = 0) -> _Plan:
     """``kept_bytes(cols)``: what the blocks keep for the backward pass at ``cols`` columns;
     ``n_buffers``: the working arrays the blocks need at once; ``generic``: some block uses the
-    generic pointwise kernel (its temporaries count)."""
+    generic pointwise kernel (its temporaries count); ``n_shared``: configurations derived from a run
+    one (:mod:`hevar.engine.rescale`) beside the ``n_configs`` that run, expanded a chunk at a time."""
     L = len(widths) - 1
     item = dt.itemsize
     wbytes = [widths[l - 1] * widths[l] * item for l in range(1, L + 1)]  # wbytes[l-1]: layer l
@@ -174,7 +176,9 @@ def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kep
         # x, g, G¹x; the per-layer column sums (2) and the reduction's temporaries (5) in float64.
         small = (2 * widths[0] + widths[1]) * batch * item + 7 * L * cols * 8 + 16 * cols * 8
         squares = 8 * min(max(widths[l - 1] * widths[l] for l in range(1, L + 1)), _MEAN_SQUARE_BLOCK)  # _mean_square
-        return kept_bytes(cols) + work + transient + small + squares
+        # Derived configurations are expanded after the backward pass has let go of what it kept.
+        shared = rescale.expand_bytes(L, min(n_shared, k), batch) if n_shared else 0
+        return max(kept_bytes(cols), shared) + work + transient + small + squares
 
     chunk = n_configs
     if memory_budget is not None:
@@ -197,20 +201,25 @@ def _plan(widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, kep
 
 
 def _network_plan(network, widths: tuple[int, ...], n_configs: int, batch: int, dt: np.dtype, weight_budget: int,
-                  memory_budget: int | None) -> _Plan:
+                  memory_budget: int | None, n_shared: int = 0) -> _Plan:
     blocks = network.blocks
 
     def kept_bytes(cols: int) -> int:
         return sum(b.kept_bytes(widths[l - 1], widths[l], cols, batch, dt.name) for l, b in enumerate(blocks, 1))
 
     generic = any(b.generic_kernel(dt.name) for b in blocks)
-    return _plan(widths, n_configs, batch, dt, kept_bytes, network.n_buffers, generic, weight_budget, memory_budget)
+    return _plan(widths, n_configs, batch, dt, kept_bytes, network.n_buffers, generic, weight_budget, memory_budget,
+                 n_shared)
 
 
 def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: str = "float64",
                     weight_budget: int = DEFAULT_WEIGHT_BUDGET, *, act: Activation | str | None = None,
-                    memory_budget: int | None = DEFAULT_MEMORY_BUDGET, network=None) -> int:
+                    memory_budget: int | None = DEFAULT_MEMORY_BUDGET, network=None, n_shared: int = 0) -> int:
     """Peak bytes of the arrays :func:`measure` allocates for ``n_configs`` configurations.
+
+    ``n_shared`` of them are derived by rescaling instead of run (:func:`hevar.engine.rescale.members`
+    gives the group; ``len(group) - 1`` are derived): the pass runs ``n_configs - n_shared`` and adds
+    their records (:func:`hevar.engine.rescale.expand_bytes`).
 
     Counts what the blocks keep for the backward pass (one chunk of configurations: φ'(zˡ), and
     normalised inputs or dropout masks where a block has them), the kept weight matrices, one
@@ -227,12 +236,13 @@ def memory_estimate(widths: tuple[int, ...], n_configs: int, batch: int, dtype: 
 
         network = mlp(act, len(widths) - 1)
     if network is not None:
-        return _network_plan(network, widths, n_configs, batch, dt, weight_budget, memory_budget).peak
+        return _network_plan(network, widths, n_configs - n_shared, batch, dt, weight_budget, memory_budget,
+                             n_shared).peak
     kind = "generic" if act is None else str(act).partition(":")[0]
     L = len(widths) - 1
     stored = stored_bytes(kind, dt)
-    plan = _plan(widths, n_configs, batch, dt, lambda cols: sum(widths[1:L]) * cols * stored, 2,
-                 kind not in _KERNELS, weight_budget, memory_budget)
+    plan = _plan(widths, n_configs - n_shared, batch, dt, lambda cols: sum(widths[1:L]) * cols * stored, 2,
+                 kind not in _KERNELS, weight_budget, memory_budget, n_shared)
     return plan.peak
 
 
@@ -347,6 +357,7 @@ def measure(
     *,
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
     network=None,
+    share: bool = True,
 ) -> Measurement:
     """Run the stacked forward/backward pass for K configurations sharing one draw.
 
@@ -374,6 +385,10 @@ def measure(
         configuration is the smallest chunk, so a budget below its need is exceeded. None: no limit.
     network : hevar.blocks.network.Network, optional
         The blocks l = 1..L; default :func:`hevar.blocks.network.mlp` of ``act``.
+    share : bool
+        Run one pass for the configurations that differ only in σ_w (plain MLP, homogeneous φ,
+        σ_b = 0) and derive the others' statistics exactly (:mod:`hevar.engine.rescale`); False:
+        stack every configuration (the reference the shared path is tested against).
     """
     dt = np.dtype(dtype)
     widths = tuple(int(n) for n in widths)
@@ -386,22 +401,37 @@ def measure(
         network = mlp(act, len(widths) - 1)
     if network.depth != len(widths) - 1:
         raise ValueError(f"network has {network.depth} blocks for {len(widths) - 1} layers")
-    plan = _network_plan(network, widths, K, batch, dt, weight_budget, memory_budget)
+    group = rescale.members(network, weight_std, bias_std) if share else []
+    # A product of one column is a matrix-vector product in BLAS, whose sums are ordered unlike a
+    # column of a matrix product: at B = 1 a second member runs too, so that the products stay
+    # matrix products and the results keep the stacked pass's bits.
+    derived = group[2:] if batch == 1 and K - len(group) == 0 else group[1:]
+    run = [k for k in range(K) if k not in set(derived)]
+    plan = _network_plan(network, widths, len(run), batch, dt, weight_budget, memory_budget, len(derived))
     scratch = max((widths[l] * widths[l - 1] for l in range(1, len(widths)) if l not in plan.kept), default=0)
     _POOL.keep_only({((widths[l], widths[l - 1]), dt) for l in plan.kept} | {((scratch,), dt)})
     weights = _Weights(streams, widths, dt, plan.kept)
     weights.prefetch(_sampling_threads())
     x = streams.inputs(widths[0], batch, dt)
     g = streams.readout(widths[-1], batch, dt)
+    parts, extra = [], []
     try:
-        parts = [
-            _measure_chunk(network, widths, weight_std[s], bias_std[s], batch, streams, dt, weights, x, g)
-            for s in (slice(i, i + plan.chunk) for i in range(0, K, plan.chunk))
-        ]
+        for i in range(0, len(run), plan.chunk):
+            idx = run[i:i + plan.chunk]
+            rep = idx.index(group[0]) if group and group[0] in idx else None
+            derive = None if rep is None else (rep, weight_std[derived], plan.chunk)
+            stats, more = _measure_chunk(network, widths, weight_std[idx], bias_std[idx], batch, streams, dt,
+                                         weights, x, g, derive)
+            parts.append(stats)
+            extra += more
     finally:
         weights.release()
-    fields = [np.concatenate([p[i] for p in parts]) for i in range(5)]
-    status = tuple(s for p in parts for s in p[5])
+    order = np.array(run + derived)  # the row of each result, in grid order
+    place = np.empty(K, dtype=int)
+    place[order] = np.arange(K)
+    fields = [np.concatenate([p[i] for p in parts + extra])[place] for i in range(5)]
+    flat = [s for p in parts + extra for s in p[5]]
+    status = tuple(flat[j] for j in place)
     mean_sq = np.array([weights.mean_sq.get(l, np.nan) for l in range(1, len(widths))])
     return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)))
 
@@ -457,8 +487,13 @@ def _mean_square(a: Array) -> float:
 
 
 def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std: Array, batch: int,
-                   streams: Streams, dt: np.dtype, weights: _Weights, x: Array, g: Array) -> tuple:
-    """One stacked pass for the K configurations of ``weight_std`` (K, L) and ``bias_std`` (K,).
+                   streams: Streams, dt: np.dtype, weights: _Weights, x: Array, g: Array,
+                   derive: tuple[int, Array, int] | None = None) -> tuple[tuple, list[tuple]]:
+    """One stacked pass for the K configurations of ``weight_std`` (K, L) and ``bias_std`` (K,):
+    (its statistics, [statistics of the derived configurations, a slice at a time]).
+
+    ``derive`` = (rep, weight_std of the derived configurations (M, L), slice size): configuration
+    ``rep`` of this chunk stands for M more (:func:`hevar.engine.rescale.expand`).
 
     The blocks do only what needs the arrays: products, pointwise maps, the column sums of squares,
     and a renormalisation when a configuration's scale leaves the band. Logarithms and means of
@@ -479,7 +514,11 @@ def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std
     ctx.d_col[L - 1] = np.tile(_colsq(g), ctx.K)
     for l in range(L, 1, -1):
         d, s = network.blocks[l - 1].backward(ctx, l, d, s)
-    return ctx.statistics()
+    more = []
+    if derive is not None:
+        rep, derived_std, size = derive
+        more = [rescale.expand(ctx, rep, derived_std[i:i + size]) for i in range(0, derived_std.shape[0], size)]
+    return ctx.statistics(), more
 
 
 def measure_reference(

@@ -98,6 +98,9 @@ class StackedPass:
         self.d_col = np.empty((L, C))  # ‖stored δˡ‖² per column
         self.d_scale = np.zeros((L, K))  # δˡ = exp(d_scale)·(stored δˡ)
         self.du: dict[int, tuple[Array | None, Array]] = {}  # layer → (‖stored ∂J/∂uˡ‖² or None = δˡ's, log scale)
+        # The log factor a renormalisation added to zˡ's / δˡ's scale (nan: none), for hevar.engine.rescale.
+        self.z_add = np.full((L, K), np.nan)
+        self.d_add = np.full((L, K), np.nan)
 
     def kernel(self, act) -> Pointwise:
         """The pointwise kernel of ``act`` in this pass's dtype (built once per pass)."""
@@ -151,6 +154,7 @@ class StackedPass:
                     log_ms = np.log(np.where(rescale, ms, 1.0))
                     np.multiply(z3, np.exp(-0.5 * log_ms).astype(self.dt)[None, :, None], out=z3)
                     log_z_scale = top + 0.5 * log_ms
+                    self.z_add[l - 1] = np.where(rescale, 0.5 * log_ms, np.nan)
         elif not np.all(np.isfinite(ms)):
             bad = ~np.isfinite(ms)
             for k in np.flatnonzero(bad & self.alive):
@@ -171,6 +175,7 @@ class StackedPass:
                 np.multiply(self.per_config(v), factor.astype(self.dt)[None, :, None], out=self.per_config(v))
                 col = (col.reshape(self.K, self.batch) * (factor * factor)[:, None]).ravel()
                 log_d_scale = log_d_scale + 0.5 * log_ms
+                self.d_add[l - 1] = np.where(rescale, 0.5 * log_ms, np.nan)
         self.d_col[l - 1], self.d_scale[l - 1] = col, log_d_scale
         return log_d_scale
 

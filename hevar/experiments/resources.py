@@ -135,12 +135,31 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
         from hevar.engine.init import layer_widths
 
         widths = layer_widths(config.widths, depth)
-    k = n_configs if n_configs is not None else len(config.sigma_w2) * len(config.sigma_b2)
     from hevar.experiments.sweep import network
 
     phi = parse_activation(act)
+    net = network(config, phi, depth)
+    if n_configs is not None:
+        k, shared = n_configs, 0
+    else:
+        k, shared = len(config.sigma_w2) * len(config.sigma_b2), shared_configs(config, net, widths)
     return passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
-                                  act=phi, memory_budget=budget, network=network(config, phi, depth))
+                                  act=phi, memory_budget=budget, network=net, n_shared=shared)
+
+
+def shared_configs(config: SweepConfig, net, widths: tuple[int, ...]) -> int:
+    """Configurations of the grid the engine derives from another's pass instead of running: those
+    :func:`hevar.engine.rescale.members` picks (σ_b² = 0 and σ_w² > 0 on a plain MLP of a homogeneous
+    φ) but the first, counted without building the grid (which may be too large to build).
+    ``truncnormal`` calls the engine one σ_w row at a time, each call at most the σ_b² grid: never
+    more than the shared call runs. ``widths`` does not matter: σ_{w,l}² = σ_w²·N / N_fan(l) is
+    positive exactly where σ_w²·N is."""
+    from hevar.engine import rescale
+
+    if not rescale.shareable(net):
+        return 0
+    n = sum(1 for s in config.sigma_w2 if 0 < s < math.inf) * sum(1 for b in config.sigma_b2 if b == 0)
+    return max(n - 1, 0)
 
 
 def _size(n: float) -> str:
@@ -364,11 +383,14 @@ def estimate_seconds(config: SweepConfig, shapes=None, workers: int = 1, budget:
     flops_rate, normal_rate, stream_rate = rates
     item = 4 if config.dtype == "float32" else 8
     k = len(config.sigma_w2) * len(config.sigma_b2)
-    cols = k * config.batch
     cores = max(available_cores(), 1)
     parallel = min(max(workers, 1), cores)  # processes: the products share the cores (workers × threads ≤ cores)
     products = single = 0.0  # seconds of BLAS products (all cores) and of one-thread work (one per process)
-    for _, depth, widths in shapes:
+    from hevar.experiments.sweep import network
+
+    for act, depth, widths in shapes:
+        # The configurations the engine runs: a σ_w² grid at σ_b² = 0 is one pass (hevar.engine.rescale).
+        cols = (k - shared_configs(config, network(config, parse_activation(act), depth), widths)) * config.batch
         w = np.asarray(widths, dtype=float)
         weights = float(np.sum(w[1:] * w[:-1]))
         units = float(np.sum(w[1:]))
