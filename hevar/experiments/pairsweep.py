@@ -160,7 +160,7 @@ def c_theory(act, s_in: Array, sigma_b2: float, c0: float, q0: float = 1.0) -> A
     return out
 
 
-def xi_c_fit(terms, c_th: Array, c_seeds: Array, gap_seeds: Array) -> tuple[float, float, float, Array]:
+def xi_c_fit(terms, c_th: Array, c_seeds: Array, gap_seeds: Array, width: int) -> tuple[float, float, float, Array]:
     """(ξ̂_c, its jackknife s.e., the same fit on the theory trajectory, the fit layers) of one configuration.
 
     The fit layers are chosen on the theory trajectory ``c_th`` (L,):
@@ -168,9 +168,12 @@ def xi_c_fit(terms, c_th: Array, c_seeds: Array, gap_seeds: Array) -> tuple[floa
     - ordered (c* = 1): where 1e-8 < 1 − cˡ ≤ 0.1, and the fit is of ln(1 − cˡ) with 1 − cˡ measured
       without cancellation (``gap_seeds``, (S, L)) — finite width does not move c* = 1 (two equal inputs
       stay equal), so the measured gap decays all the way;
-    - chaotic (c* < 1): where 5·(seed s.e. of cˡ over the layers where the theory has settled,
-      |cˡ − c*| < 1e-3) < |cˡ − c*| ≤ 0.1: below that floor |cˡ − c*| is seed noise and the O(1/N)
-      finite-width shift of c*, which the fit would read as a slower decay.
+    - chaotic (c* < 1): where floor < |cˡ − c*| ≤ 0.1, floor = max(5·noise, 1/((1 − χ_c)·N)) with noise the
+      median seed s.e. of cˡ over the layers where the theory has settled (|cˡ − c*| < 1e-3; the last
+      quarter of the layers if none has) and N = ``width``, the narrowest hidden layer: below it |cˡ − c*|
+      is seed noise or the finite-width shift of cˡ — O(1/N) per layer, remembered over about
+      1/(1 − χ_c) layers (measured for tanh at N = 256: |E cˡ − cˡ_theory| up to ≈ 0.05 at σ_w²·N = 2.5) —
+      which the fit would read as a slower (or reversed) decay.
 
     Everything is nan where ξ_c is infinite or undefined (critical, q* = 0 or ∞, an identity c-map) or
     fewer than 3 layers qualify.
@@ -187,11 +190,14 @@ def xi_c_fit(terms, c_th: Array, c_seeds: Array, gap_seeds: Array) -> tuple[floa
         th = 1.0 - c_th
     else:
         settled = np.abs(c_th - terms.c_star) < 1e-3
+        if not settled.any():
+            settled = layers > L - max(L // 4, 1)
         noise = 0.0
-        if settled.any() and S > 1:
+        if S > 1:
             with np.errstate(invalid="ignore"):
                 noise = float(np.nanmedian(c_seeds[:, settled].std(axis=0, ddof=1))) / math.sqrt(S)
-        sel = cr.fit_xi_c(layers, c_th, terms.c_star, floor=max(5 * noise, 1e-8), ceiling=0.1).layers
+        floor = max(5 * noise, 1.0 / ((1.0 - terms.chi_c) * width), 1e-8)
+        sel = cr.fit_xi_c(layers, c_th, terms.c_star, floor=floor, ceiling=0.1).layers
         values, target, th = c_seeds, terms.c_star, c_th
     if len(sel) < 3 or not np.all(np.isfinite(values[:, sel - 1])):
         return nan
@@ -231,7 +237,7 @@ def corr_rows(config, act, widths, s: float, b: float, mode: str, k: int, seeds:
         cid = config_id(dict(summary, input_corr=c0))
         new_rows = [dict(r, config_id=cid, input_corr=c0, c=c_mean[i], c_se=c_se[i], one_minus_c=g_mean[i],
                          one_minus_c_se=g_se[i], c_theory=c_th[i]) for i, r in enumerate(rows)]
-        xi_hat, se, window, sel = xi_c_fit(terms, c_th, c_seeds, gap_seeds)
+        xi_hat, se, window, sel = xi_c_fit(terms, c_th, c_seeds, gap_seeds, min(widths[1:]))
         nan = math.nan
         new_summary = dict(
             summary, config_id=cid, input_corr=c0,
