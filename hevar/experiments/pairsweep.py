@@ -93,6 +93,18 @@ def array_shapes(config, depth: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def extras_memory(config, widths, n_configs: int) -> int:
+    """Estimated peak bytes of the opt-in measurements of one task (0 when both are off). They run after
+    the main pass, so a task's peak is the larger of the two. Pairs: the stacked forward pass on 2P
+    columns (z, φ(z), and the float64 unit vectors and products of :func:`~hevar.engine.pairs.measure_correlations`,
+    about 8 arrays of N_l·K·2P). Jacobian: the accumulated A of shape (K, B, N_l, N_0) in float64, about
+    3 copies at the product and the SVD, plus the forward pass on B columns."""
+    n_max, n0, K = max(widths), widths[0], int(n_configs)
+    pairs = 8 * n_max * K * 2 * config.n_pairs * 8 if config.input_corr else 0
+    jac = (3 * K * config.jacobian * n_max * n0 + 4 * n_max * K * config.jacobian) * 8 if config.jacobian else 0
+    return int(max(pairs, jac))
+
+
 def measure_extras(config, task, act, widths: tuple[int, ...], weight_std: Array, bias_std: Array) -> dict[str, Array]:
     """The opt-in arrays of one task (empty when both options are off), K first.
 

@@ -139,8 +139,11 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
     from hevar.experiments.sweep import network
 
     phi = parse_activation(act)
-    return passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
+    main = passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
                                   act=phi, memory_budget=budget, network=network(config, phi, depth))
+    from hevar.experiments.pairsweep import extras_memory
+
+    return max(main, extras_memory(config, widths, k))  # --input-corr / --jacobian run after the main pass
 
 
 def _size(n: float) -> str:
