@@ -113,7 +113,8 @@ def test_bad_input_corr_is_one_usage_line(value):
 
 @pytest.mark.parametrize("args, name", [(["--n-pairs", "4"], "n-pairs"), (["--jacobian", "-1"], "jacobian"),
                                         (["--jacobian", "2", "--width", "2048"], "jacobian"),
-                                        (["--input-corr", "0.3", "--arch", "resmlp"], "input-corr")])
+                                        (["--input-corr", "0.3", "--arch", "resmlp"], "input-corr"),
+                                        (["--input-corr", "0.3", "--width", "1"], "input-corr")])
 def test_bad_opt_in_options(args, name):
     result = CliRunner().invoke(app, ["sweep", *args, "--depth", "2", "--no-plot"])
     assert result.exit_code == 2 and f"'{name}'" in result.output and len(result.output.strip().splitlines()) == 1

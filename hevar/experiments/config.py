@@ -311,6 +311,11 @@ def _opt_in(v: Mapping[str, Any], cfg: SweepConfig) -> dict[str, Any]:
         if on and cfg.arch != SweepConfig.arch:
             raise _bad(name, f"left out for --arch {cfg.arch} (pairs and Jacobians are measured for --arch mlp only)",
                        shown if isinstance(shown, str) else str(shown))
+    if input_corr:
+        n0 = min(init.layer_widths(cfg.widths, d)[0] for d in cfg.depth) if cfg.widths else min(cfg.width)
+        if n0 < 2:
+            raise _bad("input-corr", "left out for an input dimension N_0 = 1 (a pair of inputs with a chosen "
+                       "correlation needs N_0 >= 2)", raw if isinstance(raw, str) else str(raw))
     if jacobian:
         widest = max(max(init.layer_widths(cfg.widths, d)) for d in cfg.depth) if cfg.widths else max(cfg.width)
         if widest > MAX_WIDTH:

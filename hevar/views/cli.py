@@ -237,7 +237,9 @@ def sweep(
         err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
-    _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
+    first_c = {"input_corr": cfg.input_corr[0]} if cfg.input_corr else {}  # χ̂ repeats per c⁰: print it once
+    _print_summary([r for r in outcome.tables["summary"] if all(r.get(k) == v for k, v in first_c.items())],
+                   outcome.tables.get("crossings", []))
     for file, problem in outcome.damaged:
         err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
                   highlight=False, soft_wrap=True)
