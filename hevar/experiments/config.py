@@ -48,14 +48,21 @@ class SweepConfig:
     dist: tuple[str, ...] = ("normal",)  # weight distributions (hevar.engine.init.DISTS)
     arch: str = "mlp"  # architecture spec, canonical (hevar.blocks.network): the block type of layers 2..L
     branch_scale: str = "1"  # residual branch scale α, a number or an expression in L ("1/sqrt(L)"), dimensionless
+    # Opt-in measurements (issue 14; hevar.experiments.pairsweep). Off by default: then nothing of them is recorded,
+    # no column or file is added and every config_id is what it was.
+    input_corr: tuple[float, ...] = ()  # input correlations c⁰ of the measured pairs; () = no pair measurement
+    n_pairs: int = 32  # P, input pairs per seed and c⁰ (used only with input_corr)
+    jacobian: int = 0  # inputs per seed whose input–output Jacobian spectrum is measured; 0 = none
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if self.widths:  # `width` then only mirrors N_0; leaving it out keeps the dict a valid input
             del d["width"]
-        for key in ("arch", "branch_scale"):  # recorded only when set: older manifests stay the same
-            if d[key] == getattr(SweepConfig, key):
+        for key in ("arch", "branch_scale", "input_corr", "jacobian"):  # recorded only when set: older manifests stay the same
+            if d[key] == getattr(SweepConfig, key) or (key == "input_corr" and not d[key]):
                 del d[key]
+        if not self.input_corr:  # the pair count means something only beside input_corr
+            del d["n_pairs"]
         return d
 
     @classmethod
@@ -69,6 +76,7 @@ OPTION_NAMES = {
     "act": "act", "depth": "depth", "width": "width", "sigma-w2": "sigma_w2", "sigma-b2": "sigma_b2",
     "seeds": "seeds", "batch": "batch", "seed": "seed", "dtype": "dtype",
     "widths": "widths", "mode": "mode", "dist": "dist", "arch": "arch", "branch-scale": "branch_scale",
+    "input-corr": "input_corr", "n-pairs": "n_pairs", "jacobian": "jacobian",
 }
 # Keys a preset may hold besides the sweep's own (they configure the run, not the science).
 RUN_KEYS = ("out", "plot")
@@ -273,7 +281,48 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
         dist=_choices("dist", v["dist"], init.DISTS),
     )
     arch, branch_scale = _arch(v, cfg.depth)
-    return dataclasses.replace(cfg, arch=arch, branch_scale=branch_scale)
+    cfg = dataclasses.replace(cfg, arch=arch, branch_scale=branch_scale)
+    return dataclasses.replace(cfg, **_opt_in(v, cfg))
+
+
+MAX_PAIRS = 100_000  # --n-pairs
+MAX_JACOBIAN_INPUTS = 10_000  # --jacobian
+
+
+def _opt_in(v: Mapping[str, Any], cfg: SweepConfig) -> dict[str, Any]:
+    """``input_corr``, ``n_pairs`` and ``jacobian``: the opt-in pair and Jacobian measurements.
+
+    ``input_corr`` is a grid of correlations in [-1, 1) (a comma list or start:stop:step; empty or
+    absent: off), ``n_pairs`` an int in [1, 100000] that may be given only with ``input_corr``,
+    ``jacobian`` an int in [0, 10000] (0: off). Both measurements run the plain MLP (``--arch mlp``),
+    and the Jacobian's exact SVD needs every layer width ≤ 1024 (:data:`hevar.engine.jacobian.MAX_WIDTH`).
+    """
+    from hevar.engine.jacobian import MAX_WIDTH
+
+    raw = v.get("input_corr")
+    off = raw is None or (isinstance(raw, (str, list, tuple)) and not (raw.strip() if isinstance(raw, str) else raw))
+    input_corr = () if off else parse_grid("input-corr", raw, float, -1.0, 1.0, allow_range=True)
+    n_pairs = _number("n-pairs", v.get("n_pairs", SweepConfig.n_pairs), int, 1, MAX_PAIRS + 1)
+    if not input_corr and n_pairs != SweepConfig.n_pairs:
+        raise _bad("n-pairs", "left out without --input-corr (it is the number of input pairs per seed and input "
+                   "correlation)", str(v.get("n_pairs")))
+    jacobian = _number("jacobian", v.get("jacobian", SweepConfig.jacobian), int, 0, MAX_JACOBIAN_INPUTS + 1)
+    for name, on, shown in (("input-corr", bool(input_corr), raw), ("jacobian", jacobian > 0, v.get("jacobian"))):
+        if on and cfg.arch != SweepConfig.arch:
+            raise _bad(name, f"left out for --arch {cfg.arch} (pairs and Jacobians are measured for --arch mlp only)",
+                       shown if isinstance(shown, str) else str(shown))
+    if input_corr:
+        n0 = min(init.layer_widths(cfg.widths, d)[0] for d in cfg.depth) if cfg.widths else min(cfg.width)
+        if n0 < 2:
+            raise _bad("input-corr", "left out for an input dimension N_0 = 1 (a pair of inputs with a chosen "
+                       "correlation needs N_0 >= 2)", raw if isinstance(raw, str) else str(raw))
+    if jacobian:
+        widest = max(max(init.layer_widths(cfg.widths, d)) for d in cfg.depth) if cfg.widths else max(cfg.width)
+        if widest > MAX_WIDTH:
+            raise _bad("jacobian", f"0 (left out) for networks wider than {MAX_WIDTH} units (the exact SVD of the "
+                       f"Jacobian is done up to N = {MAX_WIDTH}; the widest layer here has {widest})",
+                       str(v.get("jacobian")))
+    return dict(input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian)
 
 
 def _arch(v: Mapping[str, Any], depths: tuple[int, ...]) -> tuple[str, str]:

@@ -143,8 +143,11 @@ def task_memory(config: SweepConfig, act: str, depth: int, width: int, batch: in
         k, shared = n_configs, 0
     else:
         k, shared = len(config.sigma_w2) * len(config.sigma_b2), shared_configs(config, net, widths)
-    return passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
+    main = passes.memory_estimate(widths, k, config.batch if batch is None else batch, dtype or config.dtype,
                                   act=phi, memory_budget=budget, network=net, n_shared=shared)
+    from hevar.experiments.pairsweep import extras_memory
+
+    return max(main, extras_memory(config, widths, k))  # --input-corr / --jacobian run after the main pass
 
 
 def shared_configs(config: SweepConfig, net, widths: tuple[int, ...]) -> int:

@@ -76,7 +76,7 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
                          "needs a new folder or one it made.", param=name)
     recorded = manifest["config"]
     required = MANIFEST_CONFIG_KEYS | (set() if recorded.get("widths") else {"width"})
-    missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig().to_dict()) - {"width"})
+    missing, unknown = sorted(required - set(recorded)), sorted(set(recorded) - set(SweepConfig.keys()))
     if missing or unknown:
         raise UsageError(f"The run folder's manifest '{Path(run_dir) / store.MANIFEST}' is damaged: its 'config' "
                          + (f"has no {', '.join(map(repr, missing))}" if missing else
@@ -123,8 +123,11 @@ def environment() -> dict[str, Any]:
 def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, list[dict]]:
     """Every table's rows from the tasks' measurements, keyed as :data:`hevar.results.store.TABLES`."""
     layer_rows, summary_rows, theory_rows = sweep.reduce(cfg, results)
-    return {"layers": layer_rows, "summary": summary_rows, "theory": theory_rows,
-            "seeds": sweep.seed_rows(cfg, results), "crossings": sweep.crossing_rows(cfg, results, summary_rows)}
+    out = {"layers": layer_rows, "summary": summary_rows, "theory": theory_rows,
+           "seeds": sweep.seed_rows(cfg, results), "crossings": sweep.crossing_rows(cfg, results, summary_rows)}
+    if cfg.jacobian:  # --jacobian: spectra.csv
+        out["spectra"] = sweep.spectra_rows(cfg, results, summary_rows)
+    return out
 
 
 def run(cfg: SweepConfig, run_dir: Path | None = None, *, manifest: Mapping[str, Any] | None = None,

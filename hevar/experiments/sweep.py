@@ -38,6 +38,7 @@ from hevar.meanfield.activations import parse_activation
 from hevar.experiments.config import SweepConfig
 from hevar.engine.passes import Measurement, Streams, measure
 from hevar.blocks.network import build as build_network
+from hevar.experiments import pairsweep
 
 LN10 = math.log(10.0)
 FIELDS = ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2")
@@ -113,9 +114,14 @@ def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) 
     net = network(config, act, task.depth)
     budget = {} if memory_budget is None else {"memory_budget": memory_budget}
     if task.dist != "truncnormal":
-        return measure(act, widths, weight_std, bias_std, config.batch,
-                       Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
-    return _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net, budget)
+        m = measure(act, widths, weight_std, bias_std, config.batch,
+                    Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
+    else:
+        m = _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net, budget)
+    extras = pairsweep.measure_extras(config, task, act, widths, weight_std, bias_std)
+    if not extras:  # --input-corr and --jacobian off: the measurement is what it always was
+        return m
+    return pairsweep.OptInMeasurement(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, extras=extras)
 
 
 def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfig, task: Task, net,
@@ -237,9 +243,44 @@ def reduce(config: SweepConfig, results: dict[Task, Measurement]) -> tuple[list[
                         weight_mean_sq=[None if m.weight_mean_sq is None else m.weight_mean_sq[k] for m in seeds],
                     )
                     add_fluctuation_columns(rows, summary, config, act, widths, b, dist, logs)
-                    layer_rows += rows
-                    summary_rows.append(summary)
+                    if config.jacobian:
+                        summary.update(pairsweep.jacobian_columns(config, act, widths, s, b, dist, k, seeds,
+                                                                  chi1_applies(act, s, widths, mode)))
+                    if not config.input_corr:
+                        layer_rows += rows
+                        summary_rows.append(summary)
+                        continue
+                    for c_rows, c_summary in pairsweep.corr_rows(config, act, widths, s, b, mode, k, seeds, rows,
+                                                                 summary, chi1_applies(act, s, widths, mode)):
+                        layer_rows += c_rows
+                        summary_rows.append(c_summary)
     return layer_rows, summary_rows, theory_rows(config)
+
+
+def spectra_rows(config: SweepConfig, results: dict[Task, Measurement], summary_rows: list[dict]) -> list[dict]:
+    """``spectra.csv`` (``--jacobian``): per configuration (per c⁰ too, with ``--input-corr``, whose
+    config_id it carries) and seed, the quantiles of the squared singular values of J
+    (:func:`hevar.experiments.pairsweep.spectra_rows`)."""
+    names = ("config_id",) + tuple(c for c in ("activation", "depth", "width", "sigma_w2", "sigma_w2_n", "sigma_b2",
+                                               "widths", "mode", "dist", "input_corr"))
+    pairs = grid(config)
+    rows: list[dict] = []
+    by_base: dict[tuple, list[dict]] = {}
+    for r in summary_rows:
+        by_base.setdefault((r["activation"], r["depth"], r["widths"], r["mode"], r["dist"], r["sigma_w2_n"],
+                            r["sigma_b2"]), []).append(r)
+    for act_name in config.act:
+        act = parse_activation(act_name)
+        for depth in config.depth:
+            for width, profile, mode, dist in variants(config):
+                seeds = [results[Task(act_name, depth, width, i, profile, mode, dist)] for i in range(config.seeds)]
+                widths = Task(act_name, depth, width, 0, profile).layer_widths
+                for k, (s, b) in enumerate(pairs):
+                    key, _ = config_keys(act.name, widths, s, b, profile, mode, dist, arch_key(config))
+                    for summ in by_base[(key["activation"], depth, key["widths"], mode, dist, key["sigma_w2_n"],
+                                         key["sigma_b2"])]:
+                        rows += pairsweep.spectra_rows({c: summ[c] for c in names if c in summ}, seeds, k)
+    return rows
 
 
 def config_id(key: dict, *, curve: bool = False) -> str:
@@ -247,6 +288,8 @@ def config_id(key: dict, *, curve: bool = False) -> str:
     SHA-1 of the canonical JSON of what defines it. Stable across runs, resumes and machines."""
     names = ("activation", "depth", "widths", "mode", "dist", "sigma_b2") + (() if curve else ("sigma_w2_n",))
     names += tuple(k for k in ("arch", "branch_scale") if k in key)  # only when not the plain MLP
+    if "input_corr" in key and not curve:  # only with --input-corr: c⁰ is then a configuration axis
+        names += ("input_corr",)
     canonical = json.dumps({k: key[k] for k in names}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
@@ -259,14 +302,17 @@ def arch_key(config: SweepConfig) -> dict:
 
 
 def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, profile: str, mode: str,
-                dist: str, arch: dict | None = None) -> tuple[dict, list[dict]]:
+                dist: str, arch: dict | None = None, input_corr: float | None = None) -> tuple[dict, list[dict]]:
     """Key columns of one configuration: for its summary row, and for each layer's rows.
+    ``input_corr`` (with ``--input-corr`` only): c⁰, a column and part of ``config_id`` (not of ``curve_id``).
 
     ``width`` is N_0 and ``sigma_w2`` is σ_{w,1}² in every file (s/N for constant width and
     fan_in); the per-layer rows add ``layer_width`` = N_l and ``layer_sigma_w2`` = σ_{w,l}²."""
     sigma_w2 = init.layer_sigma_w2(s, np.asarray(widths), mode)
     key = dict(activation=act_name, depth=len(widths) - 1, width=int(widths[0]), sigma_w2=float(sigma_w2[0]),
                sigma_w2_n=float(s), sigma_b2=float(b), widths=profile or f"constant:{widths[0]}", mode=mode, dist=dist)
+    if input_corr is not None:
+        key["input_corr"] = float(input_corr)
     ident = dict(key, **(arch or {}))  # the architecture names the configuration without a column of its own
     key = dict(key, config_id=config_id(ident), curve_id=config_id(ident, curve=True))
     layers = [dict(key, layer=l, layer_width=int(widths[l]), layer_sigma_w2=float(sigma_w2[l - 1]))
@@ -463,14 +509,18 @@ def seed_rows(config: SweepConfig, results: dict[Task, Measurement]) -> list[dic
     for shape, tasks in groups.items():
         act = parse_activation(shape.act)
         for k, (s, b) in enumerate(pairs):
-            _, layer_keys = config_keys(act.name, shape.layer_widths, s, b, shape.widths, shape.mode, shape.dist,
-                                        arch_key(config))
-            for task in tasks:
-                m = results[task]
-                logs = np.stack([getattr(m, f)[k] for f in FIELDS]) / LN10  # (5, L)
-                for i in range(shape.depth):
-                    rows.append(dict(layer_keys[i], seed_index=task.seed_index, status=m.status[k],
-                                     **dict(zip(names, logs[:, i]))))
+            for j, c0 in enumerate(config.input_corr or (None,)):
+                _, layer_keys = config_keys(act.name, shape.layer_widths, s, b, shape.widths, shape.mode, shape.dist,
+                                            arch_key(config), c0)
+                for task in tasks:
+                    m = results[task]
+                    logs = np.stack([getattr(m, f)[k] for f in FIELDS]) / LN10  # (5, L)
+                    for i in range(shape.depth):
+                        row = dict(layer_keys[i], seed_index=task.seed_index, status=m.status[k],
+                                   **dict(zip(names, logs[:, i])))
+                        if c0 is not None:  # that seed's mean over pairs of cˡ and 1 − cˡ
+                            row.update(c=m.extras["pair_c"][k, j, i], one_minus_c=m.extras["pair_gap"][k, j, i])
+                        rows.append(row)
     return rows
 
 
@@ -494,8 +544,9 @@ def crossing_rows(config: SweepConfig, results: dict[Task, Measurement], summary
                 widths = Task(act_name, depth, width, 0, profile).layer_widths
                 for b in config.sigma_b2:
                     ks = sorted((k for k, (_, bk) in enumerate(pairs) if bk == b), key=lambda k: pairs[k][0])
+                    first_c = config.input_corr[0] if config.input_corr else None  # q̃ is the same for every c⁰
                     summ = [by_id[config_keys(act.name, widths, pairs[k][0], b, profile, mode, dist,
-                                              arch_key(config))[0]["config_id"]]
+                                              arch_key(config), first_c)[0]["config_id"]]
                             for k in ks]
                     key = {c: summ[0][c] for c in crossings.COLUMNS if c in summ[0] and c != "sigma_w2_n"}
 
@@ -538,12 +589,18 @@ ProgressFn = Callable[[Task, bool], None]  # called after each task with (task, 
 
 def to_arrays(m: Measurement) -> dict[str, np.ndarray]:
     extra = {} if m.weight_mean_sq is None else {"weight_mean_sq": m.weight_mean_sq}
+    extra.update(getattr(m, "extras", {}))  # --input-corr, --jacobian
     return {**{f: getattr(m, f) for f in FIELDS}, "status": np.array(m.status, dtype=str), **extra}
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
-    return Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]),
-                       weight_mean_sq=arrays.get("weight_mean_sq"))
+    m = Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]),
+                    weight_mean_sq=arrays.get("weight_mean_sq"))
+    opt = {k: arrays[k] for k in (*pairsweep.PAIR_ARRAYS, *pairsweep.JACOBIAN_ARRAYS, pairsweep.QUANTILE_ARRAY)
+           if k in arrays}
+    if not opt:
+        return m
+    return pairsweep.OptInMeasurement(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, extras=opt)
 
 
 def point_problem(config: SweepConfig, task: Task, arrays: dict[str, np.ndarray]) -> str | None:
@@ -560,6 +617,12 @@ def point_problem(config: SweepConfig, task: Task, arrays: dict[str, np.ndarray]
             return f"'{name}' is {a.dtype} of shape {a.shape}, not float of shape {(K, L)}"
     if arrays["status"].shape != (K,) or arrays["status"].dtype.kind != "U":
         return f"'status' has shape {arrays['status'].shape}, not ({K},)"
+    for name, shape in pairsweep.array_shapes(config, L).items():  # --input-corr, --jacobian
+        a = arrays.get(name)
+        if a is None:
+            return f"no '{name}' array"
+        if a.dtype.kind != "f" or a.shape != shape:
+            return f"'{name}' is {a.dtype} of shape {a.shape}, not float of shape {shape}"
     if "attempt" in arrays and (arrays["attempt"].shape != () or arrays["attempt"].dtype.kind not in "iu"):
         return "'attempt' is not one integer"
     return None

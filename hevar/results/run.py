@@ -55,6 +55,12 @@ class Run:
         return self._frames.get("crossings")
 
     @property
+    def spectra(self):
+        """With ``--jacobian``: one row per configuration, seed and quantile level of the squared
+        singular values of the input–output Jacobian (None for a run without it)."""
+        return self._frames.get("spectra")
+
+    @property
     def config(self):
         """The resolved :class:`~hevar.experiments.config.SweepConfig`."""
         from hevar.experiments.config import build_config
@@ -66,7 +72,8 @@ class Run:
     @classmethod
     def from_tables(cls, tables: Mapping[str, list[dict]], manifest: Mapping[str, Any], path: Path | None = None) -> Run:
         """From the rows of :func:`hevar.experiments.runner.run`, through the CSV format and reader."""
-        frames = {name: store.read_frame(store.csv_bytes(store.TABLES[name][1], rows)) for name, rows in tables.items()}
+        frames = {name: store.read_frame(store.csv_bytes(store.table_columns(name, list(rows)), rows))
+                  for name, rows in tables.items()}
         return cls(frames, manifest, path)
 
     @classmethod

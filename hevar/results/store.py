@@ -74,6 +74,12 @@ THEORY_COLUMNS = ("activation", "sigma_b2", "sigma_w2_n", "chi1", "q_star")
 # crossings.csv: one row per stability curve, where χ̂ crosses 1 (hevar.results.crossings).
 CROSSING_COLUMNS = crossings.COLUMNS
 
+# spectra.csv (``--jacobian``): per configuration, seed and quantile level, the squared singular values
+# of the input–output Jacobian (hevar.experiments.pairsweep).
+SPECTRA_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "widths", "mode", "dist", "seed_index", "quantile", "sv2", "log10_sv2",
+)
+
 # The run's tables: name → (file, columns). The Python API's Run has one DataFrame per entry.
 TABLES = {
     "layers": ("layers.csv", LAYER_COLUMNS),
@@ -81,7 +87,25 @@ TABLES = {
     "theory": ("theory.csv", THEORY_COLUMNS),
     "seeds": ("seeds.csv", SEED_COLUMNS),
     "crossings": ("crossings.csv", CROSSING_COLUMNS),
+    "spectra": ("spectra.csv", SPECTRA_COLUMNS),
 }
+
+
+def _optional_columns() -> dict[str, tuple[str, ...]]:
+    from hevar.experiments import pairsweep as p
+
+    return {"layers": p.PAIR_LAYER_COLUMNS, "summary": p.PAIR_SUMMARY_COLUMNS + p.JACOBIAN_SUMMARY_COLUMNS,
+            "seeds": p.PAIR_SEED_COLUMNS, "spectra": ("input_corr",)}
+
+
+def table_columns(name: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The columns table ``name`` is written with: those of :data:`TABLES`, then the opt-in columns
+    (``--input-corr``, ``--jacobian``) that its rows carry, appended in a fixed order. Without the
+    options the rows carry none, so the file is byte for byte what it was."""
+    base = TABLES[name][1]
+    extra = _optional_columns().get(name, ())
+    present = {c for c in extra if rows and c in rows[0]}
+    return base + tuple(c for c in extra if c in present)
 
 STRING_COLUMNS = frozenset({"config_id", "curve_id", "activation", "critical_kind", "status", "widths", "mode", "dist", "arch",
                             "kind"})
@@ -189,8 +213,8 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
 def write_tables(run_dir: Path, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
     """Write each table of :data:`TABLES` that ``tables`` holds into ``run_dir``."""
     for name, rows in tables.items():
-        file, columns = TABLES[name]
-        write_csv(Path(run_dir) / file, columns, rows)
+        rows = list(rows)
+        write_csv(Path(run_dir) / TABLES[name][0], table_columns(name, rows), rows)
 
 
 def read_frame(source: Path | bytes):
@@ -343,7 +367,8 @@ def default_run_dir(root: Path, label: str, now: str) -> Path:
     return path
 
 
-RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "crossings.csv", "plots"})
+RUN_FILES = frozenset({MANIFEST, POINTS, "layers.csv", "summary.csv", "theory.csv", "seeds.csv", "crossings.csv",
+                       "spectra.csv", "plots"})
 
 
 def prepare_run_dir(path: Path, name: str = "out") -> Path:

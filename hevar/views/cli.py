@@ -189,6 +189,14 @@ def sweep(
         help="Run tasks on a Dask cluster, e.g. tcp://host:8786 (pip install 'hevar[dask]'; workers need hevar)."),
     dry_run: bool = typer.Option(False, "--dry-run",
         help="Print the plan (tasks, configurations, memory, estimated time) and exit; nothing is run or written."),
+    input_corr: Optional[str] = typer.Option(None, "--input-corr", metavar="GRID",
+        help="Also measure the correlation cˡ of input pairs of correlation c⁰ in [-1, 1) (comma list or "
+        "start:stop:step), beside its mean-field theory and ξ̂_c beside ξ_c; each c⁰ is a configuration. [default: off]"),
+    n_pairs: Optional[str] = typer.Option(None, "--n-pairs", metavar="INT",
+        help="Input pairs per seed and c⁰ (with --input-corr). [default: 32]"),
+    jacobian: Optional[str] = typer.Option(None, "--jacobian", metavar="INT",
+        help="Also measure the squared singular values of the input–output Jacobian for INT inputs per seed (exact SVD, "
+        "widths up to 1024): spectra.csv and their moments beside the free-probability prediction. [default: 0, off]"),
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
@@ -197,7 +205,7 @@ def sweep(
     formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist,
-                 arch=arch, branch_scale=branch_scale)
+                 arch=arch, branch_scale=branch_scale, input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian)
     if widths is not None and not widths.strip():  # an empty profile is a mistake, not "no profile"
         init.parse_widths(widths)
     preset = config_mod.read_preset(config) if config is not None else {}
@@ -255,7 +263,9 @@ def sweep(
         err.print(f"Interrupted: {stop.saved} of {stop.total} tasks are saved in {run_dir}. "
                   f"Resume with: hevar sweep --resume {shlex.quote(str(run_dir))}", markup=False, highlight=False)
         raise typer.Exit(130) from None
-    _print_summary(outcome.tables["summary"], outcome.tables.get("crossings", []))
+    first_c = {"input_corr": cfg.input_corr[0]} if cfg.input_corr else {}  # χ̂ repeats per c⁰: print it once
+    _print_summary([r for r in outcome.tables["summary"] if all(r.get(k) == v for k, v in first_c.items())],
+                   outcome.tables.get("crossings", []))
     for file, problem in outcome.damaged:
         err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
                   highlight=False, soft_wrap=True)

@@ -148,6 +148,22 @@ def _select(tables: Mapping[str, Table | None], selectors: Mapping[str, Any]) ->
     return out
 
 
+def first_input_corr(tables: Mapping[str, Table | None]) -> dict[str, Table | None]:
+    """With ``--input-corr`` over several c⁰ every configuration's q, q̃ and χ̂ repeat once per c⁰ (they do not
+    depend on it): the figures here draw the row set of the first c⁰ only, so no curve is drawn twice."""
+    out = dict(tables)
+    for name, table in tables.items():
+        if table is not None and "input_corr" in table and _nrows_of(table):
+            first = table["input_corr"][0]
+            out[name] = _subset(table, np.isclose(table["input_corr"], first, rtol=0, atol=0) |
+                                (np.isnan(table["input_corr"]) & np.isnan(first)))
+    return out
+
+
+def _nrows_of(table: Table) -> int:
+    return len(next(iter(table.values()), []))
+
+
 def draw(name: str, ax: Axes, tables: Mapping[str, Table | None], **options) -> list:
     """Draw figure ``name`` (a key of :data:`FIGURES`) for one panel onto ``ax``.
 
@@ -159,7 +175,7 @@ def draw(name: str, ax: Axes, tables: Mapping[str, Table | None], **options) -> 
         raise UsageError(f"The 'name' parameter must be one of {', '.join(FIGURES)}. Got {name!r} instead.",
                          param="name")
     selectors = {k: options.pop(k) for k in list(options) if k in SELECTORS}
-    chosen = _select(tables, selectors)
+    chosen = first_input_corr(_select(tables, selectors))
     if chosen.get("summary") is None or not len(next(iter(chosen["summary"].values()), [])):
         raise UsageError(f"No rows match {selectors}; the run has none to draw for figure {name!r}.", param="name")
     with matplotlib.rc_context(_RC):
@@ -204,7 +220,8 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]
     if training_figures.is_training_run(run_dir):  # a `hevar train` folder: its own figures
         return training_figures.render_training_run(run_dir, formats)
     layers, summary, theory = store.read_run(run_dir)
-    tables = {"layers": layers, "summary": summary, "theory": theory, "crossings": store.read_crossings(run_dir)}
+    tables = first_input_corr({"layers": layers, "summary": summary, "theory": theory,
+                               "crossings": store.read_crossings(run_dir)})
     written: list[Path] = []
     out = run_dir / "plots"
     with matplotlib.rc_context(_RC):
