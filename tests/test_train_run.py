@@ -64,6 +64,16 @@ def test_jobs_2_gives_the_same_bytes(straight, tmp_path):
     assert "2 local processes" in manifest["attempts"][-1]["executor"]
 
 
+def test_dask_local_cluster_gives_the_same_bytes(straight, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, host="127.0.0.1",
+                                  protocol="tcp://", dashboard_address="127.0.0.1:0") as cluster:
+        result = _cli(*ARGS, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address)
+    assert result.exit_code == 0, result.output
+    assert _bytes(tmp_path / "dask") == _bytes(straight)
+    assert store.read_manifest(tmp_path / "dask")["attempts"][-1]["executor"].startswith("Dask cluster")
+
+
 def test_interrupted_run_resumes_to_the_same_bytes(straight, tmp_path, monkeypatch):
     """Ctrl-C after 3 of 8 networks (a KeyboardInterrupt raised by the 4th task): exit 130, 3 point
     files and no CSVs; --resume computes the other 5 only and writes the straight run's bytes."""

@@ -99,7 +99,8 @@ def plot_trainability(ax: Axes, summary: Table, ks: Sequence[float] = (1, 2, 6),
             artists.append(line)
         if math.isfinite(crit) and x_edges[0] <= crit <= x_edges[-1]:
             artists.append(ax.axvline(crit, color="tab:red", lw=1, ls=":", label=f"critical σ_w²·N = {crit:.3g}"))
-        artists.append(ax.legend(fontsize=8, loc="upper right", framealpha=0.6))
+        artists.append(ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(ks) + 1,
+                                 facecolor="0.35", framealpha=1, labelcolor="white"))  # below the axes: cells stay visible
     ax.set_xlabel("σ_w²·N")
     ax.set_ylabel("depth L")
     ax.set_title(f"{act}, σ_b² = {sigma_b2:g}" + ("" if arch == "mlp" else f", {arch} (ξ_c lines: MLP theory only)"),
