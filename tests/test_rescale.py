@@ -172,3 +172,18 @@ def test_the_guard_counts_the_configurations_the_engine_derives(act, sigma_b2):
     derived = max(len(rescale.members(net, std, bias)) - 1, 0)
     assert resources.shared_configs(cfg, net, widths) == derived
     assert derived == (2 if act != "tanh" and 0.0 in sigma_b2 else 0)
+
+
+@pytest.mark.parametrize("script,expect", [("rescale.py", "ratio"), ("dtype_evidence.py", "chi_hat")])
+def test_benchmarks_run_in_quick_mode(script, expect):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--quick"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout
