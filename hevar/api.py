@@ -47,6 +47,7 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
           seed: int | None = None, dtype: str | None = None, mode: str | Sequence[str] | None = None,
           dist: str | Sequence[str] | None = None, arch: str | None = None, branch_scale: str | float | None = None,
           input_corr: Grid = None, n_pairs: int | None = None, jacobian: int | None = None,
+          q_in: float | None = None, input_preactivation: bool | None = None, weight_std: float | None = None,
           config: str | Path | None = None, out: str | Path | None = None,
           resume: bool = False, plot: bool = False, jobs: int | None = None, scheduler: str | None = None,
           threads: int | None = None) -> Run:
@@ -59,7 +60,8 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     with no settings) continues where it stopped. ``plot`` renders the figures into ``out/plots``.
     ``input_corr`` (a number or a list of c⁰), ``n_pairs`` and ``jacobian`` are ``--input-corr``, ``--n-pairs``
     and ``--jacobian`` (off by default; see :mod:`hevar.experiments.pairsweep`); the Jacobian's quantiles are
-    ``run.spectra``.
+    ``run.spectra``. ``q_in``, ``input_preactivation`` and ``weight_std`` are ``--q-in``,
+    ``--input-preactivation`` and ``--weight-std``.
     """
     from hevar.experiments import executors, resources, runner, threads as thread_policy
     from hevar.experiments.config import SweepConfig, build_config, parse_jobs, read_preset
@@ -71,7 +73,8 @@ def sweep(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
     flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, batch=batch,
                  seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist, arch=arch, branch_scale=branch_scale,
-                 input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian)
+                 input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian, q_in=q_in,
+                 input_preactivation=input_preactivation, weight_std=weight_std)
     preset = read_preset(Path(config)) if config is not None else {}
     cfg = build_config(flags, preset)
     run_dir = Path(out) if out is not None else (Path(preset["out"]) if "out" in preset else None)

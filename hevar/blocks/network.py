@@ -183,6 +183,7 @@ class Network:
 
     blocks: tuple[Block, ...]
     arch: str = DEFAULT_ARCH  # the canonical architecture spec it was built from
+    q_in: float = 1.0  # E[x²] of the unactivated input the theory starts from (a pre-activation input: V(q_in))
 
     @property
     def depth(self) -> int:
@@ -219,8 +220,10 @@ class Network:
 
     # --- theory -----------------------------------------------------------------------------------
 
-    def log_q_trajectory(self, s_in: Array, sigma_b2: float, widths: Array, q_in: float = 1.0) -> Array:
-        """ln qˡ, l = 1..L, from the input variance (s_in: σ_{w,l}²·N_{l-1}, shape (L,); widths (L+1,))."""
+    def log_q_trajectory(self, s_in: Array, sigma_b2: float, widths: Array, q_in: float | None = None) -> Array:
+        """ln qˡ, l = 1..L, from the input variance (s_in: σ_{w,l}²·N_{l-1}, shape (L,); widths (L+1,);
+        ``q_in`` default: the network's)."""
+        q_in = self.q_in if q_in is None else q_in
         s_in = np.asarray(s_in, dtype=float)
         widths = np.asarray(widths)
         out = np.empty(self.depth)
@@ -243,15 +246,16 @@ class Network:
         return out
 
     def log_grad_norm2(self, widths: Array, log_q: Array, log_q_tilde: Array, s_in: Array, sigma_b2: float,
-                       q_in: float = 1.0) -> Array:
+                       q_in: float | None = None) -> Array:
         """ln of Theorem 1.1's E‖∂J/∂Wˡ‖² ≈ N_l·E[(∂J/∂uˡ)²]·N_{l-1}·E[(hˡ)²], l = 1..L."""
         widths = np.asarray(widths, dtype=float)
         out = np.log(widths[1:]) + log_q_tilde + np.log(widths[:-1]) + self.log_h_trajectory(log_q, q_in)
         du = self.log_du_trajectory(log_q, s_in, sigma_b2, widths)
         return out if du is None else out + du
 
-    def log_h_trajectory(self, log_q: Array, q_in: float = 1.0) -> Array:
+    def log_h_trajectory(self, log_q: Array, q_in: float | None = None) -> Array:
         """ln E[(hˡ)²] of each weight's input, l = 1..L, from the forward trajectory."""
+        q_in = self.q_in if q_in is None else q_in
         log_h = np.empty(self.depth)
         prev = self._inputs(log_q)
         for a, b in self.runs():
@@ -308,7 +312,8 @@ class Network:
         p = self._dropout_mlp()
         if p is None:
             return math.nan
-        return theory.chi1(act, s, sigma_b2) if p == 1 else theory.chi1(act, s / p, sigma_b2, q_in=p)
+        q = self.q_in
+        return theory.chi1(act, s, sigma_b2, q_in=q) if p == 1 else theory.chi1(act, s / p, sigma_b2, q_in=p * q)
 
     def critical(self, act: Activation, sigma_b2: float) -> theory.Critical:
         """The critical σ_w²·N of the stack: the MLP's, times p behind dropout (2p for ReLU,
@@ -316,7 +321,8 @@ class Network:
         p = self._dropout_mlp()
         if p is None:
             return theory.Critical(math.nan, "", math.nan)
-        crit = theory.critical_sigma_w2_n(act, sigma_b2) if p == 1 else theory.critical_sigma_w2_n(act, sigma_b2, p)
+        q = self.q_in
+        crit = theory.critical_sigma_w2_n(act, sigma_b2, q) if p == 1 else theory.critical_sigma_w2_n(act, sigma_b2, p * q)
         if p == 1:
             return crit
         return theory.Critical(crit.sigma_w2_n * p, crit.kind, crit.q_star, crit.label, crit.chi1_below,
@@ -324,15 +330,17 @@ class Network:
 
 
 @functools.lru_cache(maxsize=256)
-def build(arch: str, act: Activation, depth: int, branch_scale_text: str = DEFAULT_BRANCH_SCALE) -> Network:
-    """The network of ``arch`` (a spec, see the module docstring) with activation ``act`` at depth L."""
+def build(arch: str, act: Activation, depth: int, branch_scale_text: str = DEFAULT_BRANCH_SCALE,
+          q_in: float = 1.0) -> Network:
+    """The network of ``arch`` (a spec, see the module docstring) with activation ``act`` at depth L,
+    its theory started from an unactivated input of second moment ``q_in``."""
     spec = parse_arch(arch)
     common = dict(act=act, norm=spec.norm, norm_at=spec.norm_at, keep_prob=spec.keep_prob)
     if spec.residual:
         hidden: Block = Residual(**common, alpha=branch_scale(branch_scale_text, depth))
     else:
         hidden = Dense(**common)
-    return Network((Dense(None),) + (hidden,) * (depth - 1), spec.text)
+    return Network((Dense(None),) + (hidden,) * (depth - 1), spec.text, float(q_in))
 
 
 def mlp(act: Activation, depth: int) -> Network:

@@ -43,7 +43,7 @@ from scipy import special
 
 from hevar.errors import UsageError
 
-MODES = ("fan_in", "fan_out", "fan_avg")
+MODES = ("fan_in", "fan_out", "fan_avg", "fixed")  # fixed: every layer divides by N_0 (one raw variance, --weight-std)
 DISTS = ("normal", "uniform", "truncnormal", "truncnormal_keras", "orthogonal")
 TORCH_TRUNC = 2.0  # PyTorch trunc_normal_'s default cut, in absolute units of the weight (a=-2, b=2)
 KERAS_TRUNC = 2.0  # Keras' cut, in standard deviations
@@ -128,6 +128,8 @@ def fan(widths, mode: str) -> np.ndarray:
         return w[1:].copy()
     if mode == "fan_avg":
         return (w[:-1] + w[1:]) / 2
+    if mode == "fixed":
+        return np.full(len(w) - 1, w[0])
     raise ValueError(f"unknown fan mode {mode!r}; expected one of {MODES}")
 
 

@@ -358,6 +358,8 @@ def measure(
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
     network=None,
     share: bool = True,
+    q_in: float = 1.0,
+    input_act: Activation | None = None,
 ) -> Measurement:
     """Run the stacked forward/backward pass for K configurations sharing one draw.
 
@@ -389,6 +391,9 @@ def measure(
         Run one pass for the configurations that differ only in σ_w (plain MLP, homogeneous φ,
         σ_b = 0) and derive the others' statistics exactly (:mod:`hevar.engine.rescale`); False:
         stack every configuration (the reference the shared path is tested against).
+    q_in, input_act :
+        The input: x = √q_in·ξ with ξ the seed's standard-normal inputs, fed to layer 1 as is or, with
+        ``input_act``, as φ(x) (a pre-activation input); see :func:`network_input`.
     """
     dt = np.dtype(dtype)
     widths = tuple(int(n) for n in widths)
@@ -412,7 +417,7 @@ def measure(
     _POOL.keep_only({((widths[l], widths[l - 1]), dt) for l in plan.kept} | {((scratch,), dt)})
     weights = _Weights(streams, widths, dt, plan.kept)
     weights.prefetch(_sampling_threads())
-    x = streams.inputs(widths[0], batch, dt)
+    x = network_input(streams, widths[0], batch, dt, q_in, input_act)
     g = streams.readout(widths[-1], batch, dt)
     parts, extra = [], []
     try:
@@ -448,6 +453,18 @@ def sampling_threads_limited(threads: int) -> Iterator[None]:
         yield
     finally:
         _SAMPLING_CAP.pop()
+
+
+def network_input(streams: Streams, n: int, batch: int, dt: np.dtype, q_in: float = 1.0,
+                  input_act: Activation | None = None) -> Array:
+    """The (n, batch) input fed to layer 1: √q_in·ξ (ξ the seed's standard normals), or φ of it for
+    a pre-activation input. At q_in = 1 without φ it is ξ itself, bit for bit (earlier runs' bytes)."""
+    x = streams.inputs(n, batch, dt)
+    if q_in != 1.0:
+        x *= dt.type(math.sqrt(q_in))
+    if input_act is not None:
+        x = np.asarray(input_act.phi(x), dtype=dt)
+    return x
 
 
 def _sampling_threads() -> int:
@@ -530,6 +547,8 @@ def measure_reference(
     streams: Streams,
     dtype: str = "float64",
     network=None,
+    q_in: float = 1.0,
+    input_act: Activation | None = None,
 ) -> dict[str, Array]:
     """The straightforward version of :func:`measure` for one configuration: explicit weights,
     every zˡ and δˡ stored, no rescaling, each block's :meth:`reference` (its forward written out
@@ -548,7 +567,7 @@ def measure_reference(
         network = mlp(act, L)
     Ws = [weight_std[l] * streams.weights(l + 1, widths[l + 1], widths[l], dt) for l in range(L)]
     bs = [bias_std * streams.bias(l + 1, widths[l + 1], dt) for l in range(L)]
-    x = streams.inputs(widths[0], batch, dt)
+    x = network_input(streams, widths[0], batch, dt, q_in, input_act)
     g = streams.readout(widths[L], batch, dt)
     masks = [block.reference_mask(streams, l + 1, widths[l], batch, dt) for l, block in enumerate(network.blocks)]
     zs, hs, vjps = [], [], []

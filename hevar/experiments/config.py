@@ -53,12 +53,17 @@ class SweepConfig:
     input_corr: tuple[float, ...] = ()  # input correlations c⁰ of the measured pairs; () = no pair measurement
     n_pairs: int = 32  # P, input pairs per seed and c⁰ (used only with input_corr)
     jacobian: int = 0  # inputs per seed whose input–output Jacobian spectrum is measured; 0 = none
+    # The input's convention (issue 13): recorded, and in theory and engine, only when not the default.
+    q_in: float = 1.0  # E[x²] of the input entries
+    input_preactivation: bool = False  # feed φ(x) with x ~ N(0, q_in) to layer 1: q¹ = s·V(q_in) + σ_b²
+    weight_std: float = 0.0  # > 0: every layer's raw weight std (mode "fixed", σ_w²·N = std²·N_0); 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if self.widths:  # `width` then only mirrors N_0; leaving it out keeps the dict a valid input
             del d["width"]
-        for key in ("arch", "branch_scale", "input_corr", "jacobian"):  # recorded only when set: older manifests stay the same
+        for key in ("arch", "branch_scale", "input_corr", "jacobian", "q_in", "input_preactivation",
+                    "weight_std"):  # recorded only when set: older manifests stay the same
             if d[key] == getattr(SweepConfig, key) or (key == "input_corr" and not d[key]):
                 del d[key]
         if not self.input_corr:  # the pair count means something only beside input_corr
@@ -77,6 +82,7 @@ OPTION_NAMES = {
     "seeds": "seeds", "batch": "batch", "seed": "seed", "dtype": "dtype",
     "widths": "widths", "mode": "mode", "dist": "dist", "arch": "arch", "branch-scale": "branch_scale",
     "input-corr": "input_corr", "n-pairs": "n_pairs", "jacobian": "jacobian",
+    "q-in": "q_in", "input-preactivation": "input_preactivation", "weight-std": "weight_std",
 }
 # Keys a preset may hold besides the sweep's own (they configure the run, not the science).
 RUN_KEYS = ("out", "plot")
@@ -282,7 +288,56 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
     )
     arch, branch_scale = _arch(v, cfg.depth)
     cfg = dataclasses.replace(cfg, arch=arch, branch_scale=branch_scale)
-    return dataclasses.replace(cfg, **_opt_in(v, cfg))
+    cfg = dataclasses.replace(cfg, **_opt_in(v, cfg))
+    return dataclasses.replace(cfg, **_input_convention(v, cfg))
+
+
+def effective_q_in(config: SweepConfig, act) -> float:
+    """The unactivated input second moment that gives the same q¹: q_in, or V(q_in) = E[φ(x)²] for a
+    pre-activation input (``act`` an :class:`~hevar.meanfield.activations.Activation`)."""
+    if not config.input_preactivation:
+        return float(config.q_in)
+    from hevar.meanfield import theory
+
+    return float(theory.V(act, float(config.q_in)))
+
+
+def _input_convention(v: Mapping[str, Any], cfg: SweepConfig) -> dict[str, Any]:
+    """``q_in`` (a float in (0, inf)), ``input_preactivation`` (a bool) and ``weight_std`` (checked
+    and applied in :func:`build_config`). The pair and Jacobian measurements assume today's input."""
+    q_in = _number("q-in", v.get("q_in", 1.0), float, 0, math.inf, lo_open=True)
+    pre = v.get("input_preactivation", False)
+    if isinstance(pre, str) and pre.strip().lower() in ("true", "false"):
+        pre = pre.strip().lower() == "true"
+    if not isinstance(pre, bool):
+        raise _bad("input-preactivation", "true or false", pre if isinstance(pre, str) else repr(pre))
+    if (q_in != 1.0 or pre) and (cfg.input_corr or cfg.jacobian):
+        raise _bad("q-in" if q_in != 1.0 else "input-preactivation",
+                   "left out with --input-corr or --jacobian (pairs and Jacobians are measured from inputs with "
+                   "E[x²] = 1, not activated)", str(v.get("q_in")) if q_in != 1.0 else "true")
+    return dict(q_in=float(q_in), input_preactivation=pre, weight_std=float(v.get("weight_std") or 0.0))
+
+
+def _apply_weight_std(values: dict[str, Any], origin: Mapping[str, str]) -> None:
+    """``--weight-std STD``: one raw weight std for every layer (He et al. 2015's 0.01), run as mode
+    ``fixed`` (σ_{w,l}² = σ_w²·N / N_0) at σ_w²·N = STD²·N_0; it replaces --sigma-w2 and --mode."""
+    raw = values.get("weight_std")
+    if raw in (None, 0, 0.0, ""):
+        return
+    std = _number("weight-std", raw, float, 0, math.inf, lo_open=True)
+    widths = parse_grid("width", values["width"], int, 1, 100_001)
+    if len(widths) != 1:
+        raise _bad("width", "one width with --weight-std (σ_w²·N = STD²·N_0 needs one N_0)",
+                   values["width"] if isinstance(values["width"], str) else ",".join(map(str, widths)))
+    implied = {"sigma_w2": (std * std * widths[0],), "mode": ("fixed",)}
+    for name, field in (("sigma-w2", "sigma_w2"), ("mode", "mode")):
+        if field in origin:  # a manifest being resumed records the values --weight-std implies: those agree
+            given = parse_grid(name, values[field], float, 0, math.inf, lo_open=True, allow_range=True) \
+                if field == "sigma_w2" else _choices(name, values[field], init.MODES)
+            if given != implied[field]:
+                raise _bad(name, "left out with --weight-std (it sets every layer's variance to STD²)",
+                           values[field] if isinstance(values[field], str) else str(values[field]))
+    values.update(weight_std=std, mode="fixed", sigma_w2=implied["sigma_w2"])
 
 
 MAX_PAIRS = 100_000  # --n-pairs
@@ -410,7 +465,9 @@ def build_config(flags: Mapping[str, Any], preset: Mapping[str, Any] | None = No
         from_preset = from_preset - set(given) | (set(given) if source is preset else set())
         origin.update(dict.fromkeys(given, "preset" if source is preset else "flags"))
     try:
-        return _validate(_resolve_widths(values, origin))
+        values = _resolve_widths(values, origin)
+        _apply_weight_std(values, origin)
+        return _validate(values)
     except UsageError as exc:
         path = getattr(preset, "path", None)
         field = OPTION_NAMES.get(exc.param or "", exc.param)

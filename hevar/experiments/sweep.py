@@ -100,7 +100,10 @@ def grid(config: SweepConfig) -> list[tuple[float, float]]:
 
 def network(config: SweepConfig, act, depth: int):
     """The :class:`hevar.blocks.network.Network` of ``config.arch`` for one activation and depth."""
-    return build_network(getattr(config, "arch", "mlp"), act, depth, getattr(config, "branch_scale", "1"))
+    from hevar.experiments.config import effective_q_in
+
+    return build_network(getattr(config, "arch", "mlp"), act, depth, getattr(config, "branch_scale", "1"),
+                         effective_q_in(config, act))
 
 
 def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) -> Measurement:
@@ -113,6 +116,8 @@ def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) 
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
     net = network(config, act, task.depth)
     budget = {} if memory_budget is None else {"memory_budget": memory_budget}
+    if config.q_in != 1.0 or config.input_preactivation:  # the input's convention (issue 13), only when set
+        budget.update(q_in=config.q_in, input_act=act if config.input_preactivation else None)
     if task.dist != "truncnormal":
         m = measure(act, widths, weight_std, bias_std, config.batch,
                     Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
@@ -287,7 +292,8 @@ def config_id(key: dict, *, curve: bool = False) -> str:
     """12 hex digits naming one configuration (``curve``: one stability curve, every σ_w²·N): a
     SHA-1 of the canonical JSON of what defines it. Stable across runs, resumes and machines."""
     names = ("activation", "depth", "widths", "mode", "dist", "sigma_b2") + (() if curve else ("sigma_w2_n",))
-    names += tuple(k for k in ("arch", "branch_scale") if k in key)  # only when not the plain MLP
+    names += tuple(k for k in ("arch", "branch_scale", "q_in", "input_preactivation")
+                   if k in key)  # only when not the plain MLP, or not the default input
     if "input_corr" in key and not curve:  # only with --input-corr: c⁰ is then a configuration axis
         names += ("input_corr",)
     canonical = json.dumps({k: key[k] for k in names}, sort_keys=True, separators=(",", ":"))
@@ -295,10 +301,16 @@ def config_id(key: dict, *, curve: bool = False) -> str:
 
 
 def arch_key(config: SweepConfig) -> dict:
-    """The architecture's part of a configuration's identity: empty for the plain MLP (so the ids
-    of every earlier run hold), else its spec and branch scale."""
+    """The architecture's and the input convention's part of a configuration's identity: empty for
+    the plain MLP fed unactivated inputs of E[x²] = 1 (so the ids of every earlier run hold), else
+    the spec and branch scale, and ``q_in`` / ``input_preactivation`` where they are not the default."""
     arch, scale = getattr(config, "arch", "mlp"), getattr(config, "branch_scale", "1")
-    return {} if arch == "mlp" else {"arch": arch, "branch_scale": scale}
+    out = {} if arch == "mlp" else {"arch": arch, "branch_scale": scale}
+    if getattr(config, "q_in", 1.0) != 1.0:
+        out["q_in"] = float(config.q_in)
+    if getattr(config, "input_preactivation", False):
+        out["input_preactivation"] = True
+    return out
 
 
 def config_keys(act_name: str, widths: tuple[int, ...], s: float, b: float, profile: str, mode: str,
@@ -570,12 +582,15 @@ def theory_rows(config: SweepConfig, points: int = 121) -> list[dict]:
     rows = []
     for act_name in config.act:
         act = parse_activation(act_name)
+        from hevar.experiments.config import effective_q_in
+
+        q_in = effective_q_in(config, act)
         for b in config.sigma_b2:
-            crit = theory.critical_sigma_w2_n(act, b).sigma_w2_n
+            crit = theory.critical_sigma_w2_n(act, b, q_in).sigma_w2_n
             lo = min(config.sigma_w2 + ((crit,) if math.isfinite(crit) else ()))
             hi = max(config.sigma_w2 + ((crit,) if math.isfinite(crit) else ()))
             s_grid = np.linspace(lo * 0.9, hi * 1.1, points)
-            chi, q_star = theory.chi1_curve(act, s_grid, b)
+            chi, q_star = theory.chi1_curve(act, s_grid, b, q_in)
             # q* = ∞ (divergence) is a value, not a missing one: written as "inf"
             rows += [dict(activation=act.name, sigma_b2=b, sigma_w2_n=s, chi1=c, q_star="inf" if qs == math.inf else qs)
                      for s, c, qs in zip(s_grid, chi, q_star)]

@@ -197,6 +197,14 @@ def sweep(
     jacobian: Optional[str] = typer.Option(None, "--jacobian", metavar="INT",
         help="Also measure the squared singular values of the input–output Jacobian for INT inputs per seed (exact SVD, "
         "widths up to 1024): spectra.csv and their moments beside the free-probability prediction. [default: 0, off]"),
+    q_in: Optional[str] = typer.Option(None, "--q-in", metavar="FLOAT",
+        help="The input's second moment E[x²] (inputs √q_in·N(0, 1)); the theory starts there. [default: 1]"),
+    input_preactivation: Optional[bool] = typer.Option(None, "--input-preactivation",
+        help="Feed φ(x) to layer 1, x ~ N(0, q_in): q¹ = σ_w²N·E[φ(x)²] + σ_b² (Poole et al. 2016 and most reference "
+        "code). [default: the input is not activated]"),
+    weight_std: Optional[str] = typer.Option(None, "--weight-std", metavar="STD",
+        help="One raw weight std for every layer (He et al. 2015's 0.01), instead of --sigma-w2 and --mode: runs "
+        "mode fixed at σ_w²·N = STD²·N_0. [default: off]"),
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
@@ -205,7 +213,8 @@ def sweep(
     formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                  seeds=seeds, batch=batch, seed=seed, dtype=dtype, widths=widths, mode=mode, dist=dist,
-                 arch=arch, branch_scale=branch_scale, input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian)
+                 arch=arch, branch_scale=branch_scale, input_corr=input_corr, n_pairs=n_pairs, jacobian=jacobian,
+                 q_in=q_in, input_preactivation=input_preactivation, weight_std=weight_std)
     if widths is not None and not widths.strip():  # an empty profile is a mistake, not "no profile"
         init.parse_widths(widths)
     preset = config_mod.read_preset(config) if config is not None else {}
