@@ -18,8 +18,9 @@ written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed fr
 - ``split``: the parts of the default run measured in this process: the tasks' engine work, the
   CSV writing and the figures;
 - ``bound``: the tight lower bound for the default sweep's work on all cores: the bare BLAS
-  products at the stacked shapes plus the weight sampling, per task, divided by the cores
-  (perfect parallel), plus interpreter start-up (``python -c pass``).
+  products at the stacked shapes of the configurations that run (the shared σ_w² pass derives the
+  others) plus the weight sampling, per task, divided by the cores (perfect parallel), plus
+  interpreter start-up (``python -c pass``).
 """
 
 from __future__ import annotations
@@ -128,14 +129,20 @@ def bound(quick: bool, rounds: int) -> dict[str, float]:
     from hevar.experiments.config import build_config
 
     cfg = build_config({"act": "relu", **({"depth": "6", "width": "32", "seeds": "2"} if quick else {})}, {})
+    from hevar.experiments import resources
+    from hevar.experiments.sweep import network
+    from hevar.meanfield.activations import parse_activation
+
     L, N = cfg.depth[0], cfg.width[0]
-    cols = len(cfg.sigma_w2) * len(cfg.sigma_b2) * cfg.batch
+    k = len(cfg.sigma_w2) * len(cfg.sigma_b2)
+    k_run = k - resources.shared_configs(cfg, network(cfg, parse_activation("relu"), L), (N,) * (L + 1))
+    cols = k_run * cfg.batch  # the configurations that run: the shared σ_w² pass derives the others
     blas, sampling = blas_run(L, N, cols, cfg.dtype, first_cols=cfg.batch), sampling_run(L, N, cfg.dtype)
     with _one_thread():
         t_blas = statistics.median(_time(blas) for _ in range(rounds))
         t_samp = statistics.median(_time(sampling) for _ in range(rounds))
     per_task = t_blas + t_samp
-    return {"blas_per_task": t_blas, "sampling_per_task": t_samp, "tasks": cfg.seeds,
+    return {"blas_per_task": t_blas, "sampling_per_task": t_samp, "tasks": cfg.seeds, "configurations_run": k_run,
             "work_on_all_cores": per_task * cfg.seeds / cores()}
 
 

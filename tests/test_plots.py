@@ -353,3 +353,19 @@ def test_an_empty_run_renders_nothing(tmp_path):
     assert figures.render_run(run) == []
     for plot in (figures.plot_stability, figures.plot_depth_map):
         assert plot(Figure().subplots(), store.read_run(run)[1]) == []
+
+
+def test_figures_drawn_by_workers_are_the_bytes_drawn_here(tmp_path):
+    """hevar.views.render.FigureWorkers (1 and 2 workers) against render_run in this process."""
+    import hevar
+    from hevar.views import figures
+    from hevar.views.render import FigureWorkers
+
+    hevar.sweep(act="relu", depth=4, width=16, seeds=2, batch=8, sigma_w2=[1, 2, 3], out=tmp_path / "r")
+    here = {p.name: p.read_bytes() for p in figures.render_run(tmp_path / "r")}
+    assert len(here) >= 4
+    for n in (1, 2):
+        with FigureWorkers(n) as workers:
+            paths = workers.render(tmp_path / "r", ("png",))
+        assert [p.name for p in paths] == list(here)  # the same files, in the same order
+        assert {p.name: p.read_bytes() for p in paths} == here

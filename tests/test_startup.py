@@ -29,3 +29,13 @@ def test_a_command_still_loads_what_it_needs():
     r = subprocess.run([sys.executable, "-m", "hevar", "theory", "--act", "relu", "--json"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and '"critical_sigma_w2_n": 2.0' in r.stdout
+
+
+def test_a_sweep_without_figures_does_not_load_matplotlib(tmp_path):
+    probe = ("import sys\nfrom hevar.views.cli import main\n"
+             f"try:\n    main(['sweep', '--act', 'relu', '--depth', '3', '--width', '8', '--seeds', '1', '--no-plot', "
+             f"'--out', {str(tmp_path / 'r')!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+             "print('MPL', 'matplotlib' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "MPL False"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import math
@@ -208,7 +209,7 @@ def sweep(
 ) -> None:
     """Sweep activation × depth × width × σ_w² × σ_b²: measure qˡ, q̃ˡ and gradient norms beside
     the mean-field predictions; write manifest.json, layers.csv, summary.csv and plots/ to a run folder."""
-    from hevar.views.figures import parse_formats
+    from hevar.views.formats import parse_formats
 
     formats = parse_formats(fmt)  # checked before any work
     flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
@@ -245,8 +246,18 @@ def sweep(
     do_plot = plot if plot is not None else bool(preset.get("plot", True))
     progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
-    bar = []
+    bar: list = []
+    from hevar.views.render import FigureWorkers
 
+    with contextlib.ExitStack() as stack:
+        # Figure workers load Matplotlib while the sweep runs (unless this process has it already)
+        workers = stack.enter_context(FigureWorkers()) if do_plot and "matplotlib" not in sys.modules else None
+        _sweep_and_report(cfg, run_dir, manifest, executor, plan, policy, resume, progress, bar, formats,
+                          do_plot, workers)
+
+
+def _sweep_and_report(cfg, run_dir, manifest, executor, plan, policy, resume, progress, bar, formats, do_plot,
+                      workers) -> None:
     def on_start(total: int) -> None:  # the bar appears once the executor is ready (a scheduler connected)
         progress.start()
         bar.append(progress.add_task("", total=total))
@@ -279,7 +290,7 @@ def sweep(
         err.print(f"Note: {Path(run_dir) / file} was damaged ({problem}); it was computed again.", markup=False,
                   highlight=False, soft_wrap=True)
     if do_plot:
-        _render(run_dir, formats, after_sweep=True)
+        _render(run_dir, formats, after_sweep=True, workers=workers)
     out.print(f"Run folder: {run_dir}", markup=False, highlight=False)
 
 
@@ -369,15 +380,18 @@ def _print_crossings(rows: list[dict], varying) -> None:
               + "\n  ".join(lines), markup=False, highlight=False)
 
 
-def _render(run_dir: Path, formats: tuple[str, ...] = ("png",), after_sweep: bool = False) -> list[Path]:
-    """Draw the figures; a failure or Ctrl-C while drawing says what is kept and how to draw them again."""
-    from hevar.views import figures
+def _render(run_dir: Path, formats: tuple[str, ...] = ("png",), after_sweep: bool = False,
+            workers=None) -> list[Path]:
+    """Draw the figures (in ``workers``, a :class:`hevar.views.render.FigureWorkers`, when given); a
+    failure or Ctrl-C while drawing says what is kept and how to draw them again."""
+    if workers is None:
+        from hevar.views import figures
 
     again = (f"The results are complete in {run_dir}; draw the figures with: hevar plot {shlex.quote(str(run_dir))}"
              if after_sweep else f"Draw them again with: hevar plot {shlex.quote(str(run_dir))}")
     try:
         store.check_plots_dir(run_dir)
-        paths = figures.render_run(run_dir, formats)
+        paths = workers.render(run_dir, formats) if workers is not None else figures.render_run(run_dir, formats)
     except KeyboardInterrupt:
         drawn = sorted(p.name for p in (Path(run_dir) / "plots").glob("*.*")) if Path(run_dir).is_dir() else []
         _fail(f"Interrupted while drawing the figures ({len(drawn)} in {Path(run_dir) / 'plots'}, each one whole). "
@@ -406,7 +420,7 @@ def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True),
     """Render the figures of RUN_DIR, a run folder written by `hevar sweep`, from its CSVs alone into
     RUN_DIR/plots/ (q, q_tilde, grad_norm, stability, and depth_map, phase, fan_modes, seed_spread,
     thm11 where the run has what they show)."""
-    from hevar.views.figures import parse_formats
+    from hevar.views.formats import parse_formats
 
     _render(run_dir, parse_formats(fmt))
 
@@ -742,7 +756,7 @@ def train_command(
     training_summary.csv and plots/ to a run folder. Each network is saved as it finishes: an
     interrupted run is finished with --resume, with the same CSVs."""
     from hevar.experiments import train as train_mod, training_run
-    from hevar.views.figures import parse_formats
+    from hevar.views.formats import parse_formats
 
     formats = parse_formats(fmt)
     net_preset, train_preset = train_mod.read_preset(config) if config is not None else ({}, {})

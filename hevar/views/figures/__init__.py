@@ -45,7 +45,7 @@ __all__ = ["FIGURES", "FORMATS", "FigureSpec", "LAYER_LABEL", "chi1_with_breaks"
            "plot_layer_traces", "plot_mode_traces", "plot_phase", "plot_seed_spread", "plot_stability",
            "plot_thm11_ratio", "render_run"]
 
-FORMATS = ("png", "svg", "pdf")
+from hevar.views.formats import FORMATS, parse_formats  # noqa: F401 (re-exported)
 SELECTORS = ("activation", "depth", "width", "widths", "mode", "dist", "sigma_b2", "sigma_w2_n", "curve_id",
              "config_id")
 
@@ -182,27 +182,17 @@ def draw(name: str, ax: Axes, tables: Mapping[str, Table | None], **options) -> 
         return FIGURES[name].panel(ax, chosen, **options)
 
 
-def parse_formats(value: str | None) -> tuple[str, ...]:
-    """``--format``: a comma list of png, svg, pdf (default png)."""
-    if value is None or value == "":
-        return ("png",)
-    items = tuple(dict.fromkeys(v.strip().lower() for v in str(value).split(",")))
-    bad = [v for v in items if v not in FORMATS]
-    if bad or not items:
-        raise UsageError(f"The 'format' parameter must be a comma list of {', '.join(FORMATS)}. Got {value!r} instead.",
-                         param="format")
-    return items
-
-
 SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}},
                 "svg": {"metadata": {"Date": None}}, "pdf": {"metadata": {"CreationDate": None}}}  # no dates: same bytes
 
 
-def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",), part: tuple[int, int] = (0, 1)) -> list[Path]:
     """Render the figures of a run folder from its CSVs into ``RUN_DIR/plots/``.
 
     Each file is written atomically (temporary name in the same folder, then renamed). A figure
     with nothing to show (no finite values, a single depth for the depth map) is skipped.
+    ``part`` = (i, n) draws only every n-th figure of :data:`FIGURES` starting at the i-th, so that
+    n processes can share the work (:mod:`hevar.views.render`).
 
     Returns
     -------
@@ -218,14 +208,16 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]
     from hevar.views.figures import training as training_figures
 
     if training_figures.is_training_run(run_dir):  # a `hevar train` folder: its own figures
-        return training_figures.render_training_run(run_dir, formats)
+        return training_figures.render_training_run(run_dir, formats) if part[0] == 0 else []
     layers, summary, theory = store.read_run(run_dir)
     tables = first_input_corr({"layers": layers, "summary": summary, "theory": theory,
                                "crossings": store.read_crossings(run_dir)})
     written: list[Path] = []
     out = run_dir / "plots"
     with matplotlib.rc_context(_RC):
-        for spec in FIGURES.values():
+        for index, spec in enumerate(FIGURES.values()):
+            if index % part[1] != part[0]:  # ``part`` = (i, n): every n-th figure from the i-th (hevar.views.render)
+                continue
             fig = spec.figure(tables)
             if fig is None:
                 continue
