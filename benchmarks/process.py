@@ -1,6 +1,6 @@
 """Time hevar as a user meets it: whole processes, on a quiet machine and with one core busy.
 
-    python benchmarks/process.py [--quick] [--rounds N] [--json PATH]
+    python benchmarks/process.py [--quick] [--rounds N] [--json PATH] [--baseline DIR]
 
 One run, interleaved rounds (so that a noisy machine slows every cell alike), medians printed and
 written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed from start to exit:
@@ -14,6 +14,8 @@ written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed fr
 - ``small``: a sweep of many small tasks (100 seeds of L = 20, N = 64, B = 32, one configuration
   each), ``--jobs 1`` against the policy and against ``--jobs 0``, and the fraction of the cores'
   throughput the policy uses, (t_jobs1 / t_policy) / cores, counting start-up;
+- ``baseline`` (with ``--baseline DIR``, e.g. ``git worktree add /tmp/base 4140e4f``): the default
+  ``--no-plot`` sweep from that checkout beside this one's, quiet and busy;
 - ``startup``: ``python -c pass``, ``hevar --help``, and the import of the sweep's modules;
 - ``split``: the parts of the default run measured in this process: the tasks' engine work, the
   CSV writing and the figures;
@@ -68,8 +70,16 @@ def timed(cmd: list[str], busy_s: float | None = None) -> float:
             spinner.wait()
 
 
+BASELINE: str | None = None  # --baseline DIR: another checkout of hevar, timed in the same rounds
+
+
 def hevar(*args: str) -> list[str]:
     return [sys.executable, "-m", "hevar", *args]
+
+
+def baseline(*args: str) -> list[str]:
+    """``hevar ARGS`` from the --baseline checkout (its code first on the path)."""
+    return ["env", f"PYTHONPATH={BASELINE}", sys.executable, "-m", "hevar", *args]
 
 
 def cells(quick: bool, work: Path) -> dict[str, tuple[list[str], bool]]:
@@ -88,6 +98,12 @@ def cells(quick: bool, work: Path) -> dict[str, tuple[list[str], bool]]:
                                                       "--out", str(work / "o")), busy)
             out[f"sweep {n} BLAS threads{fig}{tag}"] = (hevar("sweep", *default, *extra, "--jobs", "1", "--threads",
                                                               str(n), "--out", str(work / "m")), busy)
+    if BASELINE:
+        for busy in (False, True):
+            tag = " busy" if busy else ""
+            out[f"baseline no-plot{tag}"] = (baseline("sweep", *default, "--no-plot", "--out", str(work / "b")), busy)
+            out[f"policy no-plot{tag} (again, beside the baseline)"] = (
+                hevar("sweep", *default, "--no-plot", "--out", str(work / "p")), busy)
     out["small --jobs 1"] = (hevar("sweep", *small, "--jobs", "1", "--threads", "1", "--out", str(work / "s1")), False)
     out["small policy"] = (hevar("sweep", *small, "--out", str(work / "sp")), False)
     out["small --jobs 0"] = (hevar("sweep", *small, "--jobs", "0", "--out", str(work / "s0")), False)
@@ -163,7 +179,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sweeps, one round: a smoke run")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 quick)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--baseline", type=Path, help="another hevar checkout (e.g. a git worktree of an older "
+                        "commit) whose default --no-plot sweep is timed in the same rounds")
     args = parser.parse_args(argv)
+    global BASELINE
+    BASELINE = str(args.baseline.resolve()) if args.baseline else None
     rounds = args.rounds or (1 if args.quick else 3)
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +215,10 @@ def main(argv=None) -> int:
     used = med["small --jobs 1"] / med["small policy"] / n
     print(f"  many small tasks: --jobs 1 {med['small --jobs 1']:.2f} s, policy {med['small policy']:.2f} s, "
           f"--jobs 0 {med['small --jobs 0']:.2f} s: the policy uses {100 * used:.0f} % of the cores' throughput")
+    if BASELINE:
+        for tag in ("", " busy"):
+            b, p = med[f"baseline no-plot{tag}"], med[f"policy no-plot{tag} (again, beside the baseline)"]
+            print(f"  against the baseline{tag or ' quiet'}: {b:.2f} s → {p:.2f} s ({b / p:.2f}×)")
     print(f"  split of the default run in one process: engine {parts['engine']:.2f} s ({parts['tasks']} tasks), "
           f"CSVs {parts['csv']:.2f} s, figures {parts['figures']:.2f} s")
     print("  (PyTorch: see benchmarks/engine.py, which times the same sweep as a PyTorch loop where torch is installed)")

@@ -153,7 +153,7 @@ def sweep(
         "(geometric over --depth) or constant:N."),
     mode: Optional[str] = typer.Option(None, "--mode", metavar="LIST",
         help="Fan N_fan(l) the variance is divided by, σ_{w,l}² = (σ_w²·N)/N_fan(l), comma list: fan_in (N_{l-1}, "
-        "forward condition), fan_out (N_l, He's backward condition), fan_avg (their mean). fan_in is the default "
+        "forward condition), fan_out (N_l, He's backward condition), fan_avg (their mean), fixed (N_0 for every layer, as --weight-std). fan_in is the default "
         "because it is what --width runs do and PyTorch's default. [default: fan_in]"),
     dist: Optional[str] = typer.Option(None, "--dist", metavar="LIST",
         help="Weight distribution(s), comma list: normal, uniform, truncnormal (PyTorch trunc_normal_, cut at "
