@@ -119,22 +119,17 @@ def train(*, act: str | Callable | Sequence[str | Callable] | None = None, depth
     from hevar.results.training import TrainingRun
 
     acts = None if act is None else ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act]))
-    net_preset, train_preset = T.read_preset(Path(config)) if config is not None else ({}, {})
     net_flags = dict(act=acts, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, seed=seed,
                      dist=dist, arch=arch, branch_scale=branch_scale)
-    cfg = T.network_config(net_flags, net_preset)
     given = dict(steps=steps, lr=lr, optimizer=optimizer, momentum=momentum, batch=batch, eval_every=eval_every)
-    settings = T.parse_settings({**train_preset, **{k: v for k, v in given.items() if v is not None}})
-    data_name = T.parse_data(data if data is not None else train_preset.get("data", "digits"))
-    run_dir = Path(out) if out is not None else (Path(train_preset["out"]) if "out" in train_preset else None)
+    opts = T.resolve_options(net_flags, given, data, Path(config) if config is not None else None)
+    run_dir = Path(out) if out is not None else (Path(opts.preset_out) if opts.preset_out else None)
     if resume and run_dir is None:
         raise UsageError("The 'resume' parameter needs the run folder as 'out'. Got resume=True and no out instead.",
                          param="resume")
     cfg, settings, data_name, manifest = training_run.reconcile(
-        cfg, settings, data_name, run_dir, resume=resume,
-        given_network=any(v is not None for v in {**net_preset, **net_flags}.values()),
-        given_training=any(v is not None for v in given.values()) or data is not None
-        or any(k != "out" and k != "plot" for k in train_preset))
+        opts.cfg, opts.settings, opts.data_name, run_dir, resume=resume,
+        given_network=opts.given_network, given_training=opts.given_training)
     executor = executors.open_executor(None if jobs is None else parse_jobs(jobs), scheduler)
     outcome = training_run.run(cfg, settings, data_name, run_dir, manifest=manifest, executor=executor,
                                option="resume" if resume else "out")

@@ -456,6 +456,36 @@ def network_config(flags: Mapping, preset: Mapping | None = None):
     return cfg
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `hevar train` and :func:`hevar.train` were asked for, resolved one way for both."""
+
+    cfg: object  # the network grid, a SweepConfig (network_config)
+    settings: TrainSettings
+    data_name: str
+    preset_out: str | None  # ``out`` of the preset, if any
+    preset_plot: bool | None  # ``plot`` of the preset, if any
+    given_network: bool  # some network setting was given (flags or preset): it must match a run folder's
+    given_training: bool  # some training setting was given
+
+
+def resolve_options(net_flags: Mapping, training_flags: Mapping, data, config_path=None) -> TrainOptions:
+    """Defaults < the preset at ``config_path`` < the given flags (None: not given), validated with
+    one-line UsageErrors; ``training_flags`` are the :data:`TRAIN_OPTIONS` fields and ``optimizer``."""
+    net_preset, train_preset = read_preset(config_path) if config_path is not None else ({}, {})
+    cfg = network_config(net_flags, net_preset)
+    settings = parse_settings({**train_preset, **{k: v for k, v in training_flags.items() if v is not None}})
+    data_name = parse_data(data if data is not None else train_preset.get("data", "digits"))
+    training_keys = (*(f for f, *_ in TRAIN_OPTIONS.values()), "optimizer", "data")
+    out = train_preset.get("out")
+    plot = train_preset.get("plot")
+    return TrainOptions(cfg, settings, data_name, out if isinstance(out, str) else None,
+                        bool(plot) if plot is not None else None,
+                        given_network=any(v is not None for v in {**net_preset, **net_flags}.values()),
+                        given_training=any(v is not None for v in training_flags.values()) or data is not None
+                        or any(k in train_preset for k in training_keys))
+
+
 def write_tables(run_dir, tables: Mapping[str, list[dict]]) -> None:
     """training.csv, training_grads.csv and training_summary.csv into ``run_dir``, atomically."""
     from pathlib import Path

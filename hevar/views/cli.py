@@ -759,26 +759,20 @@ def train_command(
     from hevar.views.formats import parse_formats
 
     formats = parse_formats(fmt)
-    net_preset, train_preset = train_mod.read_preset(config) if config is not None else ({}, {})
     net_flags = dict(act=act, depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2, seeds=seeds, seed=seed,
                      dist=dist, arch=arch, branch_scale=branch_scale)
-    cfg = train_mod.network_config(net_flags, net_preset)
     given = dict(steps=steps, lr=lr, optimizer=optimizer, momentum=momentum, batch=batch, eval_every=eval_every)
-    settings = train_mod.parse_settings({**train_preset, **{k: v for k, v in given.items() if v is not None}})
-    data_name = train_mod.parse_data(data if data is not None else train_preset.get("data", "digits"))
+    opts = train_mod.resolve_options(net_flags, given, data, config)
     executor = executors.open_executor(None if jobs is None else config_mod.parse_jobs(jobs), scheduler)
     if resume is not None and out_dir is not None and Path(resume).resolve() != Path(out_dir).resolve():
         raise UsageError(f"The 'out' parameter cannot differ from --resume. Got '{out_dir}' and '{resume}'; give one folder.")
-    preset_out = train_preset.get("out")
-    run_dir = resume or out_dir or (Path(preset_out) if isinstance(preset_out, str) else None)
+    run_dir = resume or out_dir or (Path(opts.preset_out) if opts.preset_out else None)
     cfg, settings, data_name, manifest = training_run.reconcile(
-        cfg, settings, data_name, run_dir, resume=resume is not None,
-        given_network=any(v is not None for v in {**net_preset, **net_flags}.values()),
-        given_training=any(v is not None for v in given.values()) or data is not None
-        or any(k in train_preset for k in (*(f for f, *_ in train_mod.TRAIN_OPTIONS.values()), "optimizer", "data")))
+        opts.cfg, opts.settings, opts.data_name, run_dir, resume=resume is not None,
+        given_network=opts.given_network, given_training=opts.given_training)
     if run_dir is None:
         run_dir = store.default_run_dir(Path("outputs"), "train", runner.now())
-    do_plot = plot if plot is not None else bool(train_preset.get("plot", True))
+    do_plot = plot if plot is not None else (opts.preset_plot if opts.preset_plot is not None else True)
     progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
     bar = []
