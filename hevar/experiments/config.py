@@ -295,11 +295,12 @@ def _validate(values: Mapping[str, Any]) -> SweepConfig:
 def effective_q_in(config: SweepConfig, act) -> float:
     """The unactivated input second moment that gives the same q¹: q_in, or V(q_in) = E[φ(x)²] for a
     pre-activation input (``act`` an :class:`~hevar.meanfield.activations.Activation`)."""
-    if not config.input_preactivation:
-        return float(config.q_in)
+    q_in = float(getattr(config, "q_in", 1.0))
+    if not getattr(config, "input_preactivation", False):
+        return q_in
     from hevar.meanfield import theory
 
-    return float(theory.V(act, float(config.q_in)))
+    return float(theory.V(act, q_in))
 
 
 def _input_convention(v: Mapping[str, Any], cfg: SweepConfig) -> dict[str, Any]:

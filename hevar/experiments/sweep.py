@@ -116,8 +116,9 @@ def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) 
     bias_std = np.array([math.sqrt(b) for _, b in pairs])
     net = network(config, act, task.depth)
     budget = {} if memory_budget is None else {"memory_budget": memory_budget}
-    if config.q_in != 1.0 or config.input_preactivation:  # the input's convention (issue 13), only when set
-        budget.update(q_in=config.q_in, input_act=act if config.input_preactivation else None)
+    q_in, pre = getattr(config, "q_in", 1.0), getattr(config, "input_preactivation", False)
+    if q_in != 1.0 or pre:  # the input's convention (issue 13), only when set
+        budget.update(q_in=q_in, input_act=act if pre else None)
     if task.dist != "truncnormal":
         m = measure(act, widths, weight_std, bias_std, config.batch,
                     Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
