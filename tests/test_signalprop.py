@@ -165,3 +165,20 @@ def test_signalprop_files_exist_for_residual_runs_only(tmp_path):
     assert not (tmp_path / "plain" / "plots" / "signalprop.png").exists()
     assert (tmp_path / "plain" / "plots" / "q.png").exists()
     assert plain.signalprop is None or len(plain.signalprop) == 0
+
+
+def test_resumed_run_reads_the_statistics_back_from_its_points(tmp_path):
+    """The three arrays travel in the point files: a resume recomputes nothing and writes the same bytes."""
+    import hevar
+
+    out = tmp_path / "run"
+    hevar.sweep(act="relu", arch="preln-resmlp", branch_scale="1/sqrt(2L)", depth=5, width=16, sigma_w2=2, seeds=2,
+                batch=4, out=out)
+    before = (out / "signalprop.csv").read_bytes()
+    (out / "signalprop.csv").unlink()
+    (out / "layers.csv").unlink()
+    hevar.sweep(out=out, resume=True)
+    assert (out / "signalprop.csv").read_bytes() == before
+    memory = hevar.sweep(act="relu", arch="preln-resmlp", branch_scale="1/sqrt(2L)", depth=5, width=16, sigma_w2=2,
+                         seeds=2, batch=4)
+    np.testing.assert_array_equal(memory.signalprop["log10_channel_var"], hevar.load(out).signalprop["log10_channel_var"])
