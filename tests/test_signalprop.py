@@ -95,6 +95,8 @@ MC_CASES = [  # (arch, act, alpha, sigma_b2)
     ("resmlp", "relu", 0.4, 0.2),
     ("preln-resmlp", "relu", 0.7, 0.0),
     ("resmlp", "tanh", 0.8, 0.0),
+    ("drop0.7-resmlp", "relu", 0.6, 0.0),  # the two inputs' masks are independent: E[h_a h_b] not divided by p
+    ("postln-resmlp", "relu", 0.8, 0.1),
 ]
 
 
