@@ -10,6 +10,7 @@ Bad values raise :class:`~hevar.errors.UsageError` with the CLI's one-line messa
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -172,9 +173,15 @@ def theory(act: str | Callable, *, sigma_b2: float = 0.0, sigma_w2: float | None
 
 
 def gains(act: str | Callable | Sequence[str | Callable] | None = None, *, sigma_b2: float = 0.0,
-          depth: int | None = None, q_in: float = 1.0, input_preactivation: bool = False) -> dict:
+          depth: int | None = None, q_in: float = 1.0, input_preactivation: bool = False,
+          arch: str | None = None, sigma_w2: float | None = None, branch_scale: str | float | None = None) -> dict:
     """Framework initialisations beside the theory: the object ``hevar gains --json`` prints
-    (``q_in`` and ``input_preactivation`` as ``--q-in`` and ``--input-preactivation``)."""
+    (``q_in`` and ``input_preactivation`` as ``--q-in`` and ``--input-preactivation``).
+
+    With ``arch`` (a stack other than ``mlp``, as ``hevar gains --arch``): the object of
+    :func:`hevar.blocks.gains.stack_gains` instead — per activation (default relu) the branch scale
+    that keeps q̃¹/q̃ᴸ within a factor 2 at ``depth`` and ``sigma_w2`` (σ_w²·N, default the critical
+    value) and the per-block factors at it (or at ``branch_scale``)."""
     from hevar.experiments.config import parse_acts, parse_depth, parse_sigma_b2
     from hevar.meanfield import gains as mf_gains
     from hevar.meanfield.activations import parse_activation
@@ -182,7 +189,38 @@ def gains(act: str | Callable | Sequence[str | Callable] | None = None, *, sigma
 
     acts = None if act is None else [parse_activation(a) for a in parse_acts(
         ",".join(_act_spec(a) for a in (act if isinstance(act, (list, tuple)) else [act])))]
+    if arch is not None or sigma_w2 is not None or branch_scale is not None:
+        return _stack_gains(acts, arch, sigma_w2, sigma_b2, depth, branch_scale)
     table = mf_gains.gains_table(acts, sigma_b2=parse_sigma_b2(sigma_b2),
                                  depth=parse_depth(depth if depth is not None else mf_gains.DEFAULT_DEPTH),
                                  q_in=q_in, input_preactivation=bool(input_preactivation))
     return store.json_safe(mf_gains.to_dict(table))
+
+
+def _stack_gains(acts, arch, sigma_w2, sigma_b2, depth, branch_scale) -> dict:
+    from hevar.blocks import gains as block_gains, network
+    from hevar.errors import UsageError
+    from hevar.experiments.config import build_config, parse_sigma_b2, parse_sigma_w2
+    from hevar.meanfield import gains as mf_gains, theory as mf
+    from hevar.meanfield.activations import parse_activation
+    from hevar.results import store
+
+    if arch is None:
+        raise UsageError(f"The 'arch' parameter must be given with sigma_w2 or branch_scale ({network.ARCH_HELP}). "
+                         "Got None instead.", param="arch")
+    if network.parse_arch(arch).text == "mlp":
+        raise UsageError("The 'arch' parameter must name a stack of blocks other than the plain mlp (whose table is "
+                         f"gains() without arch): {network.ARCH_HELP}. Got '{arch}' instead.", param="arch")
+    L = depth if depth is not None else mf_gains.DEFAULT_DEPTH
+    cfg = build_config({"arch": arch, "depth": str(L), **({"branch_scale": branch_scale} if branch_scale is not None
+                                                          else {})})
+    L = cfg.depth[0]
+    acts = acts if acts is not None else [parse_activation("relu")]
+    b = parse_sigma_b2(sigma_b2)
+    s = None if sigma_w2 is None else parse_sigma_w2(sigma_w2)
+    for a in acts:
+        if s is None and not math.isfinite(mf.critical_sigma_w2_n(a, b).sigma_w2_n):
+            raise UsageError(f"The 'sigma_w2' parameter must be given for {a.name} (it has no critical σ_w²·N to "
+                             "default to). Got None instead.", param="sigma_w2")
+    return store.json_safe(block_gains.stack_gains(cfg.arch, acts, L, s, b,
+                                                   cfg.branch_scale if branch_scale is not None else None))

@@ -45,6 +45,7 @@ import numpy as np
 
 from hevar.blocks import norm as norms
 from hevar.blocks.base import Block, log_alpha_of, log_b_of
+from hevar.engine import signalprop
 from hevar.engine.stacked import StackedPass, colsq, normalise_terms
 
 Array = np.ndarray
@@ -97,11 +98,15 @@ class Residual(Block):
         with np.errstate(over="ignore", invalid="ignore"):
             if not np.all(coefs[0] == 1):
                 np.multiply(s3, coefs[0].astype(ctx.dt)[None, :, None], out=s3)
-            if np.any(coefs[1] > 0):
+            branch = bool(np.any(coefs[1] > 0))
+            if branch:
                 np.multiply(u3, coefs[1].astype(ctx.dt)[None, :, None], out=u3)
+            b = ctx.streams.bias(l, n, ctx.dt) if ctx.has_bias else None
+            if ctx.signalprop:  # the branch α(Wˡhˡ + bˡ) = exp(top)·(u3 + coefs[2]·b), before it joins the stream
+                signalprop.record_branch(ctx, l, u3 if branch else None, b, coefs[2] if ctx.has_bias else None, top)
+            if branch:
                 np.add(skip, u, out=skip)
             if ctx.has_bias:
-                b = ctx.streams.bias(l, n, ctx.dt)
                 np.add(s3, b[:, None, None] * coefs[2].astype(ctx.dt)[None, :, None], out=s3)
         ctx.give(u)
         if self.post_norm:

@@ -144,6 +144,7 @@ class Measurement:
     log_act_norm2: Array  # ln mean over inputs of ‖φ(zˡ⁻¹)‖²
     status: tuple[str, ...]  # per configuration: "ok", "overflow at layer l", "underflow at layer l"
     weight_mean_sq: Array | None = None  # (K, L) mean of (Gˡ)² over entries: realised / nominal weight variance
+    signalprop: dict | None = None  # with measure(signalprop=True): hevar.engine.signalprop.ARRAYS, (K, L) each
 
 
 # --- planning ---------------------------------------------------------------------------------------
@@ -360,6 +361,7 @@ def measure(
     share: bool = True,
     q_in: float = 1.0,
     input_act: Activation | None = None,
+    signalprop: bool = False,
 ) -> Measurement:
     """Run the stacked forward/backward pass for K configurations sharing one draw.
 
@@ -394,6 +396,10 @@ def measure(
     q_in, input_act :
         The input: x = √q_in·ξ with ξ the seed's standard-normal inputs, fed to layer 1 as is or, with
         ``input_act``, as φ(x) (a pre-activation input); see :func:`network_input`.
+    signalprop : bool
+        Also record, per block, the channel mean², channel variance and residual branch mean square
+        (:mod:`hevar.engine.signalprop`) into ``Measurement.signalprop``; every configuration then
+        runs stacked (no shared pass). Off: nothing of it runs.
     """
     dt = np.dtype(dtype)
     widths = tuple(int(n) for n in widths)
@@ -406,7 +412,7 @@ def measure(
         network = mlp(act, len(widths) - 1)
     if network.depth != len(widths) - 1:
         raise ValueError(f"network has {network.depth} blocks for {len(widths) - 1} layers")
-    group = rescale.members(network, weight_std, bias_std) if share else []
+    group = rescale.members(network, weight_std, bias_std) if share and not signalprop else []
     # A product of one column is a matrix-vector product in BLAS, whose sums are ordered unlike a
     # column of a matrix product: at B = 1 a second member runs too, so that the products stay
     # matrix products and the results keep the stacked pass's bits.
@@ -426,11 +432,14 @@ def measure(
             rep = idx.index(group[0]) if group and group[0] in idx else None
             derive = None if rep is None else (rep, weight_std[derived], plan.chunk)
             stats, more = _measure_chunk(network, widths, weight_std[idx], bias_std[idx], batch, streams, dt,
-                                         weights, x, g, derive)
+                                         weights, x, g, derive, signalprop)
             parts.append(stats)
             extra += more
     finally:
         weights.release()
+    sp = None
+    if signalprop:  # every configuration ran (no derived ones), in grid order
+        sp = {k: np.concatenate([p[6][k] for p in parts]) for k in parts[0][6]}
     order = np.array(run + derived)  # the row of each result, in grid order
     place = np.empty(K, dtype=int)
     place[order] = np.arange(K)
@@ -438,7 +447,7 @@ def measure(
     flat = [s for p in parts + extra for s in p[5]]
     status = tuple(flat[j] for j in place)
     mean_sq = np.array([weights.mean_sq.get(l, np.nan) for l in range(1, len(widths))])
-    return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)))
+    return Measurement(*fields, status, weight_mean_sq=np.tile(mean_sq, (K, 1)), signalprop=sp)
 
 
 _SAMPLING_CAP: list[int] = []  # innermost limit of sampling_threads_limited(), if any
@@ -505,7 +514,7 @@ def _mean_square(a: Array) -> float:
 
 def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std: Array, batch: int,
                    streams: Streams, dt: np.dtype, weights: _Weights, x: Array, g: Array,
-                   derive: tuple[int, Array, int] | None = None) -> tuple[tuple, list[tuple]]:
+                   derive: tuple[int, Array, int] | None = None, signalprop: bool = False) -> tuple[tuple, list[tuple]]:
     """One stacked pass for the K configurations of ``weight_std`` (K, L) and ``bias_std`` (K,):
     (its statistics, [statistics of the derived configurations, a slice at a time]).
 
@@ -520,6 +529,8 @@ def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std
     L = len(widths) - 1
     ctx = StackedPass(widths, weight_std, bias_std, batch, streams, dt, weights, x, g, network.scaled,
                       network.n_buffers)
+    if signalprop:
+        ctx.enable_signalprop()
     z, t = None, np.zeros(ctx.K)
     for l, block in enumerate(network.blocks, 1):
         z, t = block.forward(ctx, l, z, t)
@@ -535,6 +546,10 @@ def _measure_chunk(network, widths: tuple[int, ...], weight_std: Array, bias_std
     if derive is not None:
         rep, derived_std, size = derive
         more = [rescale.expand(ctx, rep, derived_std[i:i + size]) for i in range(0, derived_std.shape[0], size)]
+    if signalprop:
+        from hevar.engine import signalprop as sp
+
+        return (*ctx.statistics(), sp.logs(ctx)), more
     return ctx.statistics(), more
 
 

@@ -101,6 +101,15 @@ class StackedPass:
         # The log factor a renormalisation added to zˡ's / δˡ's scale (nan: none), for hevar.engine.rescale.
         self.z_add = np.full((L, K), np.nan)
         self.d_add = np.full((L, K), np.nan)
+        self.signalprop = False  # record the signal-propagation statistics (hevar.engine.signalprop)
+
+    def enable_signalprop(self) -> None:
+        """Record, per block, the channel mean², channel variance and residual branch mean square
+        (:mod:`hevar.engine.signalprop`); off by default, so other passes do exactly what they did."""
+        L, K = self.L, self.K
+        self.signalprop = True
+        self.sp_mean2, self.sp_var, self.sp_top = np.full((L, K), np.nan), np.full((L, K), np.nan), np.zeros((L, K))
+        self.sp_branch, self.sp_branch_top = np.full((L, K), np.nan), np.zeros((L, K))
 
     def kernel(self, act) -> Pointwise:
         """The pointwise kernel of ``act`` in this pass's dtype (built once per pass)."""
@@ -139,6 +148,10 @@ class StackedPass:
         """
         n_out = z.shape[0]
         z3 = self.per_config(z)
+        if self.signalprop:
+            from hevar.engine import signalprop
+
+            signalprop.record_stream(self, l, z3, top)
         col = colsq(z)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing block is recorded below
             ms = col.reshape(self.K, self.batch).sum(axis=1) / (n_out * self.batch)

@@ -19,7 +19,7 @@ import numpy as np
 
 from hevar import __version__
 from hevar.errors import Fault, UsageError
-from hevar.experiments import sweep
+from hevar.experiments import signalprop, sweep
 from hevar.experiments.config import SweepConfig, build_config
 from hevar.results import store
 
@@ -127,6 +127,9 @@ def tables(cfg: SweepConfig, results: Mapping[sweep.Task, Any]) -> dict[str, lis
            "seeds": sweep.seed_rows(cfg, results), "crossings": sweep.crossing_rows(cfg, results, summary_rows)}
     if cfg.jacobian:  # --jacobian: spectra.csv
         out["spectra"] = sweep.spectra_rows(cfg, results, summary_rows)
+    sp_rows = signalprop.rows(cfg, results)
+    if sp_rows:  # stacks with residual blocks: signalprop.csv
+        out["signalprop"] = sp_rows
     return out
 
 

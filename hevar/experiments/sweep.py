@@ -38,7 +38,7 @@ from hevar.meanfield.activations import parse_activation
 from hevar.experiments.config import SweepConfig
 from hevar.engine.passes import Measurement, Streams, measure
 from hevar.blocks.network import build as build_network
-from hevar.experiments import pairsweep
+from hevar.experiments import pairsweep, signalprop
 
 LN10 = math.log(10.0)
 FIELDS = ("log_q", "log_q_tilde", "log_grad_norm2", "log_delta_norm2", "log_act_norm2")
@@ -119,12 +119,17 @@ def run_task(config: SweepConfig, task: Task, memory_budget: int | None = None) 
     q_in, pre = getattr(config, "q_in", 1.0), getattr(config, "input_preactivation", False)
     if q_in != 1.0 or pre:  # the input's convention (issue 13), only when set
         budget.update(q_in=q_in, input_act=act if pre else None)
+    if signalprop.wanted(config, act, task.depth):  # residual stacks: Brock et al.'s statistics (signalprop.csv)
+        budget.update(signalprop=True)
     if task.dist != "truncnormal":
         m = measure(act, widths, weight_std, bias_std, config.batch,
                     Streams(config.seed, task.seed_index, task.dist), config.dtype, network=net, **budget)
     else:
         m = _measure_by_weight_std(act, widths, weight_std, bias_std, config, task, net, budget)
     extras = pairsweep.measure_extras(config, task, act, widths, weight_std, bias_std)
+    if m.signalprop:
+        extras.update(m.signalprop)
+        m = dataclasses.replace(m, signalprop=None)  # kept once, in extras (what the point file saves)
     if not extras:  # --input-corr and --jacobian off: the measurement is what it always was
         return m
     return pairsweep.OptInMeasurement(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, extras=extras)
@@ -144,8 +149,12 @@ def _measure_by_weight_std(act, widths, weight_std, bias_std, config: SweepConfi
                     **budget)
         parts.update({k: (m, i) for i, k in enumerate(idx)})
     fields = {f: np.stack([getattr(parts[k][0], f)[parts[k][1]] for k in range(K)]) for f in FIELDS}
+    sp = None
+    if budget.get("signalprop"):
+        sp = {a: np.stack([parts[k][0].signalprop[a][parts[k][1]] for k in range(K)]) for a in signalprop.ARRAYS}
     return Measurement(**fields, status=tuple(parts[k][0].status[parts[k][1]] for k in range(K)),
-                       weight_mean_sq=np.stack([parts[k][0].weight_mean_sq[parts[k][1]] for k in range(K)]))
+                       weight_mean_sq=np.stack([parts[k][0].weight_mean_sq[parts[k][1]] for k in range(K)]),
+                       signalprop=sp)
 
 
 # --- reductions ----------------------------------------------------------------------------------
@@ -612,8 +621,8 @@ def to_arrays(m: Measurement) -> dict[str, np.ndarray]:
 def from_arrays(arrays: dict[str, np.ndarray]) -> Measurement:
     m = Measurement(**{f: arrays[f] for f in FIELDS}, status=tuple(str(s) for s in arrays["status"]),
                     weight_mean_sq=arrays.get("weight_mean_sq"))
-    opt = {k: arrays[k] for k in (*pairsweep.PAIR_ARRAYS, *pairsweep.JACOBIAN_ARRAYS, pairsweep.QUANTILE_ARRAY)
-           if k in arrays}
+    opt = {k: arrays[k] for k in (*pairsweep.PAIR_ARRAYS, *pairsweep.JACOBIAN_ARRAYS, pairsweep.QUANTILE_ARRAY,
+                                  *signalprop.ARRAYS) if k in arrays}
     if not opt:
         return m
     return pairsweep.OptInMeasurement(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)}, extras=opt)
@@ -633,7 +642,9 @@ def point_problem(config: SweepConfig, task: Task, arrays: dict[str, np.ndarray]
             return f"'{name}' is {a.dtype} of shape {a.shape}, not float of shape {(K, L)}"
     if arrays["status"].shape != (K,) or arrays["status"].dtype.kind != "U":
         return f"'status' has shape {arrays['status'].shape}, not ({K},)"
-    for name, shape in pairsweep.array_shapes(config, L).items():  # --input-corr, --jacobian
+    shapes = {**pairsweep.array_shapes(config, L),  # --input-corr, --jacobian; residual stacks' signalprop
+              **signalprop.array_shapes(config, L, parse_activation(task.act))}
+    for name, shape in shapes.items():
         a = arrays.get(name)
         if a is None:
             return f"no '{name}' array"

@@ -61,6 +61,12 @@ class Run:
         return self._frames.get("spectra")
 
     @property
+    def signalprop(self):
+        """For a stack with residual blocks: per configuration and block, the channel mean², channel
+        variance and residual branch variance beside theory (None for other runs)."""
+        return self._frames.get("signalprop")
+
+    @property
     def config(self):
         """The resolved :class:`~hevar.experiments.config.SweepConfig`."""
         from hevar.experiments.config import build_config

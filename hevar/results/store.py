@@ -80,6 +80,14 @@ SPECTRA_COLUMNS = ("config_id",) + KEY_COLUMNS + (
     "widths", "mode", "dist", "seed_index", "quantile", "sv2", "log10_sv2",
 )
 
+# signalprop.csv (stacks with residual blocks): per configuration and block, Brock et al.'s channel mean²,
+# channel variance and residual branch variance beside theory (hevar.experiments.signalprop).
+_SP = ("channel_mean2", "channel_var", "branch_var")
+SIGNALPROP_COLUMNS = ("config_id",) + KEY_COLUMNS + (
+    "widths", "mode", "dist", "layer", "layer_width", "batch", "n_seeds",
+) + tuple(c for q in _SP for c in (q, f"{q}_lo", f"{q}_hi", f"{q}_theory")) + tuple(
+    c for q in _SP for c in (f"log10_{q}", f"log10_{q}_theory")) + ("stream_corr_theory",)
+
 # The run's tables: name → (file, columns). The Python API's Run has one DataFrame per entry.
 TABLES = {
     "layers": ("layers.csv", LAYER_COLUMNS),
@@ -88,6 +96,7 @@ TABLES = {
     "seeds": ("seeds.csv", SEED_COLUMNS),
     "crossings": ("crossings.csv", CROSSING_COLUMNS),
     "spectra": ("spectra.csv", SPECTRA_COLUMNS),
+    "signalprop": ("signalprop.csv", SIGNALPROP_COLUMNS),
 }
 
 
@@ -311,6 +320,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
                 if unfinished else "")
         raise UsageError(f"{what}. Got '{run_dir}' instead: {exc}{hint}", param="run_dir") from None
     return layers, summary, theory
+
+
+def read_signalprop(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The ``signalprop.csv`` table of a run folder, or None (a run without residual blocks)."""
+    path = Path(run_dir) / TABLES["signalprop"][0]
+    return read_table(path, ("layer", "channel_mean2", "channel_var", "branch_var")) if path.exists() else None
 
 
 def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:

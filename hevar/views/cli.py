@@ -649,15 +649,27 @@ def gains_command(
         help="Print one JSON object: σ_b², L, q_in and the input convention, the stable band and verdict rule, and per activation its critical "
         "σ_w²·N and, for each framework initialisation, σ_w²·N, χ₁, q*, the gradient factor, the verdict and the "
         "`hevar sweep` command that measures it (nan → null, ±inf → \"inf\"/\"-inf\")."),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
+        help="A stack of blocks as `hevar sweep --arch` takes it (resmlp, preln-resmlp, …): instead of the "
+        "framework table, the branch scale α that keeps q̃¹/q̃ᴸ within a factor 2 at --depth and --sigma-w2, and "
+        "the per-block forward/backward factors at that α. [default: mlp, the framework table]"),
+    sigma_w2: Optional[str] = typer.Option(None, "--sigma-w2", metavar="FLOAT",
+        help="With --arch: σ_w²·N of every block. [default: the activation's critical value, 2 for relu]"),
+    branch_scale: Optional[str] = typer.Option(None, "--branch-scale", metavar="ALPHA",
+        help="With --arch: evaluate the per-block factors at this α instead of the α found."),
 ) -> None:
     """What PyTorch's and Keras' default initialisations mean at constant width: σ_w²·N, the
     theory's χ₁ there, the predicted gradient factor q̃¹/q̃ᴸ over the depth and a verdict, next to
-    hevar's critical value; with the `hevar sweep` that measures each."""
+    hevar's critical value; with the `hevar sweep` that measures each. With --arch, the branch
+    scale a stack of blocks needs (hevar.blocks.gains)."""
     import json
 
     from hevar.meanfield import gains
     from hevar.meanfield.activations import parse_activation
 
+    if arch is not None or sigma_w2 is not None or branch_scale is not None:
+        _gains_stack(act, arch, sigma_w2, sigma_b2, depth, branch_scale, as_json)
+        return
     acts = None if act is None else [parse_activation(a) for a in config_mod.parse_acts(act)]
     table = gains.gains_table(acts, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
                               depth=config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH),
@@ -698,6 +710,81 @@ def gains_command(
               markup=False, highlight=False)
     for entry in table.activations:
         out.print(f"  {entry.command}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _gains_stack(act: Optional[str], arch: Optional[str], sigma_w2: Optional[str], sigma_b2: Optional[str],
+                 depth: Optional[str], branch_scale: Optional[str], as_json: bool) -> None:
+    """`hevar gains --arch`: α keeping q̃¹/q̃ᴸ within a factor 2, and the per-block factors."""
+    import json
+
+    from hevar.blocks import gains as block_gains, network
+    from hevar.meanfield import gains
+    from hevar.meanfield.activations import parse_activation
+
+    if arch is None:
+        raise UsageError(f"The 'arch' parameter must be given with --sigma-w2 or --branch-scale ({network.ARCH_HELP}). "
+                         "Got nothing instead.", param="arch")
+    if network.parse_arch(arch).text == "mlp":
+        raise UsageError("The 'arch' parameter must name a stack of blocks other than the plain mlp (whose table is "
+                         f"`hevar gains` without --arch): {network.ARCH_HELP}. Got '{arch}' instead.", param="arch")
+    L = config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH)
+    cfg = config_mod.build_config({"arch": arch, "depth": str(L),
+                                   **({"branch_scale": branch_scale} if branch_scale is not None else {})})
+    acts = [parse_activation(a) for a in config_mod.parse_acts(act if act is not None else "relu")]
+    b = config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0)
+    s = config_mod.parse_sigma_w2(sigma_w2) if sigma_w2 is not None else None
+    for a in acts:
+        if s is None and not math.isfinite(_critical_of(a, b)):
+            raise UsageError(f"The 'sigma-w2' parameter must be given for {a.name} (it has no critical σ_w²·N to "
+                             "default to). Got nothing instead.", param="sigma-w2")
+    result = block_gains.stack_gains(cfg.arch, acts, L, s, b, cfg.branch_scale if branch_scale is not None else None)
+    if as_json:
+        out.print(json.dumps(store.json_safe(result), ensure_ascii=False), markup=False, highlight=False,
+                  soft_wrap=True)
+        return
+    for rep in result["activations"]:
+        star = rep["branch_scale_for_factor"]
+        head = Table(title=f"{rep['activation']}, --arch {rep['arch']}, L = {L}", title_justify="left",
+                     show_header=False)
+        head.add_column("", justify="left")
+        head.add_column("", justify="right")
+        head.add_row("σ_w²·N, σ_b²", f"{_num(rep['sigma_w2_n'])}, {b:g}")
+        if star is not None:
+            head.add_row(f"α with q̃¹/q̃ᴸ = {rep['factor']:g}",
+                         "any α (inf): the ratio stays below it" if star == math.inf else _num(star))
+        if rep["alpha_closed_form"] is not None:
+            head.add_row("closed form √(2(2^(1/(L−1))−1)/σ_w²N)", _num(rep["alpha_closed_form"]))
+        if rep["branch_scale"] is not None:
+            head.add_row("per-block factors at α", _num(rep["branch_scale"]))
+        head.add_row("log₁₀ qᴸ/q¹ there", _num(rep["log10_q_ratio"]))
+        head.add_row("log₁₀ q̃¹/q̃ᴸ there", _num(rep["log10_q_tilde_ratio"]))
+        out.print(head)
+        rows = rep["layers"]
+        shown = rows if len(rows) <= MAX_LAYER_ROWS else rows[:MAX_LAYER_ROWS // 2] + [None] + rows[-(MAX_LAYER_ROWS // 2):]
+        layers = Table(title="per block (q̃ᴸ = 1)", title_justify="left",
+                       caption=f"{len(rows) - MAX_LAYER_ROWS} blocks left out (…); --json has all"
+                       if None in shown else None, caption_justify="left")
+        for col in ("block", "qˡ", "q̃ˡ", "forward qˡ/qˡ⁻¹", "backward q̃ˡ⁻¹/q̃ˡ"):
+            layers.add_column(col, justify="right", no_wrap=True)
+        for row in shown:
+            if row is None:
+                layers.add_row(*["…"] * 5)
+            else:
+                layers.add_row(str(row["layer"]), _num(row["q"]), _num(row["q_tilde"]),
+                               "—" if row["forward_factor"] is None else _num(row["forward_factor"]),
+                               "—" if row["backward_factor"] is None else _num(row["backward_factor"]))
+        out.print(layers)
+    if any(r["branch_scale_for_factor"] not in (None, math.inf) for r in result["activations"]):
+        r = next(r for r in result["activations"] if r["branch_scale_for_factor"] not in (None, math.inf))
+        out.print(f"Measure it: hevar sweep --act {r['activation']} --arch {result['arch']} --depth {L} "
+                  f"--sigma-w2 {_num(r['sigma_w2_n'])} --branch-scale {_num(r['branch_scale_for_factor'])}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _critical_of(act, sigma_b2: float) -> float:
+    from hevar.meanfield import theory
+
+    return theory.critical_sigma_w2_n(act, sigma_b2).sigma_w2_n
 
 
 @app.command("activations")

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from hevar.errors import UsageError
 from hevar.results import store
 from hevar.views.figures import finite_width, maps, stability, traces
+from hevar.views.figures import signalprop
 from hevar.views.figures.common import (DPI, LAYER_LABEL, _RC, Table, _config_keys, _keys, _mask, _subset,
                                         closest_swept, critical_label, interpolate_crossing)
 from hevar.views.figures.finite_width import plot_mode_traces, plot_seed_spread, plot_thm11_ratio
@@ -133,6 +134,9 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
                lambda t: finite_width._figure_seed_spread(t["layers"], t["summary"]), _seed_spread_panel),
     FigureSpec("thm11", "Theorem 1.1's independence ratio against layer",
                lambda t: finite_width._figure_thm11(t["layers"], t["summary"]), _thm11_panel),
+    # signal propagation of residual stacks (signalprop.csv; no figure without it)
+    FigureSpec("signalprop", "channel mean², channel variance and residual branch variance per block vs theory",
+               signalprop.figure, signalprop.panel),
 )}
 
 
@@ -211,7 +215,8 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",), part: tuple[i
         return training_figures.render_training_run(run_dir, formats) if part[0] == 0 else []
     layers, summary, theory = store.read_run(run_dir)
     tables = first_input_corr({"layers": layers, "summary": summary, "theory": theory,
-                               "crossings": store.read_crossings(run_dir)})
+                               "crossings": store.read_crossings(run_dir),
+                               "signalprop": store.read_signalprop(run_dir)})
     written: list[Path] = []
     out = run_dir / "plots"
     with matplotlib.rc_context(_RC):
