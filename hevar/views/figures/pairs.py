@@ -46,7 +46,7 @@ from hevar.meanfield.activations import parse_activation
 from hevar.views.figures import correlations as cf
 from hevar.views.figures.common import (OKABE_ITO, S_LABEL, Table, _col, _config_keys, _describe,
                                         _finite_unique, _grid, _keys, _mask, _nrows, _seeds_text, _split_keys,
-                                        _subset, _title)
+                                        _subset, _title, _variant_names)
 
 MAX_CURVES = 8  # σ_w²·N curves per panel (evenly chosen beyond)
 MAX_PANELS = 12  # panels per figure (the first ones beyond)
@@ -70,6 +70,11 @@ def _pick(values: np.ndarray, n: int = MAX_CURVES) -> np.ndarray:
     if values.size <= n:
         return values
     return values[np.unique(np.round(np.linspace(0, values.size - 1, n)).astype(int))]
+
+
+def _n_distinct(values: np.ndarray) -> int:
+    values = np.asarray(values)
+    return len(set(values.tolist())) if values.dtype == object else _finite_unique(values).size
 
 
 def _colours(n: int) -> list:
@@ -279,7 +284,7 @@ def plot_depth_scales_run(ax: Axes, summary: Table, n: int = 41) -> list[Artist]
     artists = cf.plot_depth_scales(ax, s, np.array([x.xi_c for x in terms]), np.array([x.xi_q for x in terms]),
                                    s_critical=s_crit)
     names = tuple(k for k in ("depth", "width", "widths", "mode", "dist", "input_corr")
-                  if _finite_unique(_col(summary, k)).size > 1 or len(set(_col(summary, k))) > 1)
+                  if k in summary and _n_distinct(summary[k]) > 1)
     keys = _keys(summary, names) if names else [()]
     for j, (key, colour) in enumerate(zip(keys, [OKABE_ITO[i % len(OKABE_ITO)] for i in range(2, 2 + len(keys))])):
         rows = _subset(summary, _mask(summary, names, key)) if names else summary
@@ -419,7 +424,12 @@ def _spectrum_theory(activation: str, dist: str, s: float, sigma_b2: float, dept
     return lam, rho, atoms
 
 
-SPECTRUM_ROWS = ("activation", "sigma_w2_n", "sigma_b2", "width", "widths", "mode")
+def _spectrum_rows(spectra: Table) -> tuple[str, ...]:
+    """The keys of a row of spectrum.png: activation, σ_w²·N, σ_b², the width (or the width profile) and
+    the fan mode where it is not the default."""
+    variants = _variant_names(spectra)
+    return ("activation", "sigma_w2_n", "sigma_b2", "widths" if "widths" in variants else "width") + \
+        (("mode",) if "mode" in variants else ())
 
 
 def plot_spectrum_run(ax: Axes, spectra: Table, summary: Table | None = None) -> list[Artist]:
@@ -462,7 +472,7 @@ def figure_spectrum(t: Mapping[str, Table | None]) -> Figure | None:
     spectra, summary = t.get("spectra"), t.get("summary")
     if spectra is None or not _nrows(spectra) or not np.isfinite(_col(spectra, "log10_sv2")).any():
         return None
-    rows_names = tuple(k for k in SPECTRUM_ROWS if k in spectra)
+    rows_names = _spectrum_rows(spectra)
     row_keys = _keys(spectra, rows_names)[:MAX_PANELS]
     depths = _finite_unique(_col(spectra, "depth"))[:4]
     nrows, ncols = len(row_keys), depths.size
@@ -485,9 +495,9 @@ def figure_spectrum(t: Mapping[str, Table | None]) -> Figure | None:
             parts = [_text([rows_names[k] for k in varying], tuple(key[k] for k in varying))] if varying else []
             ax.set_title(" · ".join(parts + [f"$L$ = {int(depth)}{tag}"]), fontsize=11)
     seeds = _finite_unique(_col(spectra, "seed_index")).size
-    fig.suptitle(_title("Squared singular values λ of the input–output Jacobian: measured (quantiles of each "
-                        "seed, pooled) and free probability", rows_names, row_keys, constant,
-                        f"{seeds} seeds"))
+    common = _text([rows_names[k] for k in constant], tuple(row_keys[0][k] for k in constant)) if constant else ""
+    fig.suptitle("Squared singular values λ of the input–output Jacobian: measured (each seed's quantiles, "
+                 "pooled) and free probability\n" + " · ".join(p for p in (common, f"{seeds} seeds") if p))
     return fig
 
 
@@ -495,6 +505,6 @@ def spectrum_panel(ax: Axes, t: Mapping[str, Table | None], **options) -> list[A
     spectra = t.get("spectra")
     if spectra is None or not _nrows(spectra):
         return []
-    names = tuple(k for k in SPECTRUM_ROWS if k in spectra) + ("depth",)
+    names = _spectrum_rows(spectra) + ("depth",)
     rows = _subset(spectra, _mask(spectra, names, _keys(spectra, names)[0]))
     return plot_spectrum_run(ax, rows, t.get("summary"), **options)
