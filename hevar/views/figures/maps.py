@@ -296,7 +296,9 @@ def plot_phase(
         norm = norm or phase_norm(grid)
         cmap = cmap.with_extremes(bad="0.85")
     x_edges, y_edges = _edges(swept), _edges(biases)
-    artists.append(ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap=cmap, norm=norm,
+    # ξ_c = ∞ is drawn in the "over" colour: a finite stand-in above the norm's top (a mesh masks inf)
+    shown = np.where(grid == math.inf, 10.0 * norm.vmax, grid) if by_xi else grid
+    artists.append(ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(shown), cmap=cmap, norm=norm,
                                  edgecolors="white", lw=0.8))
     for i, j in zip(*np.nonzero(not_ok)):
         artists.append(ax.add_patch(Rectangle((x_edges[j], y_edges[i]), x_edges[j + 1] - x_edges[j],
@@ -321,8 +323,10 @@ def plot_phase(
 
     handles: list[Artist] = []
     halo = [patheffects.Stroke(linewidth=4.2, foreground="white"), patheffects.Normal()]
-    if fixed_point_line:
-        for k, (s_seg, b_seg, stable) in enumerate(critical_branches(activation, x_edges, y_edges)):
+    branches = critical_branches(activation, x_edges, y_edges) if fixed_point_line else []
+    fixed_point_branches = bool(branches)
+    if branches:
+        for s_seg, b_seg, stable in branches:
             first = not any(getattr(h, "_hevar_stable", None) is stable for h in handles)
             (seg,) = ax.plot(s_seg, b_seg, color=OKABE_ITO[2], lw=1.7, ls="-" if stable else (0, (3, 2)), zorder=5.5,
                              path_effects=halo, label=("$\\chi_1 = 1$ at a stable fixed point" if stable else
@@ -336,9 +340,11 @@ def plot_phase(
         b_line, s_line = critical_line(theory, activation, summary)
         keep = np.isfinite(s_line)
         if keep.any():
-            (line,) = ax.plot(s_line[keep], b_line[keep], color="black", lw=2.2, marker="o", ms=4, zorder=5,
-                              solid_capstyle="round", label=r"theory $\chi_1 = 1$ (depth $\to\infty$)",
-                              path_effects=halo)
+            # beside the whole critical line, the run's σ_b² are points (joining them would cut its curve)
+            style = (dict(ls="none", ms=6.5, mfc="black", mec="white", mew=1.2, zorder=6) if fixed_point_branches
+                     else dict(ls="-", ms=4, path_effects=halo, zorder=5))
+            (line,) = ax.plot(s_line[keep], b_line[keep], color="black", lw=2.2, marker="o",
+                              solid_capstyle="round", label=r"theory $\chi_1 = 1$ (depth $\to\infty$)", **style)
             artists.append(line)
             handles.append(line)
     found, jumps, fitted = [], [], []

@@ -52,7 +52,7 @@ MAX_CURVES = 8  # σ_w²·N curves per panel (evenly chosen beyond)
 MAX_PANELS = 12  # panels per figure (the first ones beyond)
 ZERO_DECADES = 24  # λ ≤ 10^-24·λ_max count as zero (see the module docstring)
 Q_LIMIT = (1e-6, 1e6)  # q where the c-map is evaluated when q* is 0 or ∞ (φ not homogeneous)
-LEGEND = dict(fontsize=9, frameon=False)
+LEGEND = dict(fontsize=10, frameon=False)
 
 
 def has_pairs(table: Table | None) -> bool:
@@ -140,6 +140,9 @@ def plot_c_map_run(ax: Axes, summary: Table, layers: Table | None = None, n_c: i
         limit = " (q* → 0)" if t.q_star == 0 and not act.homogeneous else ""
         labels.append(f"{_s_text(s)}: {t.phase}{star}{limit}")
     artists = cf.plot_c_map(ax, c, rows, labels, [t.c_star for t in terms])
+    for a in artists:  # the fixed points on top of everything, larger and outlined
+        if getattr(a, "get_marker", lambda: None)() == "o" and len(a.get_xdata()) == 1:
+            a.set(ms=9, mec="black", mew=1.2, zorder=6)
     if layers is not None and "c" in layers:
         shown = False
         for s, t, colour in zip(swept, terms, _colours(len(swept))):
@@ -151,7 +154,7 @@ def plot_c_map_run(ax: Axes, summary: Table, layers: Table | None = None, n_c: i
                 shown = True
     ax.set_ylim(float(np.nanmin(np.concatenate([rows.ravel(), [lo]]))) - 0.02, 1.01)
     ax.set_xlim(lo, 1.0)
-    ax.legend(loc="upper left", **LEGEND)
+    ax.legend(loc="lower right", **LEGEND)  # below the identity: the maps lie above it
     return artists
 
 
@@ -189,8 +192,8 @@ def figure_c_map(t: Mapping[str, Table | None]) -> Figure | None:
                        None if layers is None else _subset(layers, _mask(layers, names, key)))
         if varying:
             ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)))
-    fig.suptitle(_title("The correlation map at q*: $c^{l+1}$ against $c^l$ (Poole et al. 2016, Fig. 2)",
-                        names, keys, constant, ""))
+    fig.suptitle(_title("The correlation map at q*: $c^{l+1}$ against $c^l$\n(Poole et al. 2016, Fig. 2; "
+                        "fixed points c* outlined)", names, keys, constant, ""))
     return fig
 
 
@@ -235,11 +238,18 @@ def figure_correlations(t: Mapping[str, Table | None]) -> Figure | None:
     if not keys:
         return None
     varying, constant = _split_keys(keys, names)
-    fig, axes = _grid(len(keys), (5.6, 4.4), ncols_max=3)
+    fig, axes = _grid(len(keys), (5.0, 4.0), ncols_max=3)
     for ax, key in zip(axes, keys):
         plot_correlations_run(ax, _subset(layers, _mask(layers, names, key)))
         if varying:
             ax.set_title(_text([names[i] for i in varying], tuple(key[i] for i in varying)))
+    # one legend for every panel, outside them: the σ_w²·N are the same in each
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda hl: len(hl[1]))
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, loc="outside right upper", title="measured (±2 s.e.)\ntheory dashed",
+               title_fontsize=10, **LEGEND)
     fig.suptitle(_title("Correlation $c^l$ of two inputs across layers: measured on mean-field theory",
                         names, keys, constant, _seeds_text(summary if summary is not None else layers, layers))
                  .replace("input_corr = ", "$c^0$ = "))
@@ -400,7 +410,8 @@ def plot_spectrum_quantiles(ax: Axes, levels: np.ndarray, log10_q: np.ndarray, l
         keep = lam > 0
         zero_mass = sum(m for p, m in atoms if p == 0)
         artists += ax.plot(np.log10(lam[keep]), np.asarray(rho)[keep] * lam[keep] * math.log(10), color=colour,
-                           lw=1.8, label="free probability" + (f" (atom at 0: {zero_mass:.0%})" if zero_mass else ""))
+                           lw=1.8, label="free probability" + (f" ({label.split(':')[0]}; atom at 0: {zero_mass:.0%})"
+                                                                if zero_mass else f" ({label.split(':')[0]})"))
     for p, m in atoms:
         if p > 0:
             artists.append(ax.axvline(math.log10(p), color=colour, lw=1.5, ls="--"))
