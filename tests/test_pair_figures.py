@@ -23,7 +23,7 @@ from hevar.meanfield import spectrum as sp
 from hevar.meanfield.activations import parse_activation
 from hevar.results import store
 from hevar.views import figures
-from hevar.views.figures import maps, pairs
+from hevar.views.figures import maps, pairs, spectra
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NEW = ("c_map.png", "correlations.png", "depth_scales.png", "spectrum.png")
@@ -228,7 +228,7 @@ def test_density_from_quantiles_recovers_a_known_density():
     rng = np.random.default_rng(1)
     levels = np.linspace(0, 1, 51)
     seeds = np.array([np.quantile(rng.normal(-1.0, 0.5, 4000), levels, method="inverted_cdf") for _ in range(8)])
-    edges, dens, zero = pairs.quantile_density(levels, seeds, bins=30)
+    edges, dens, zero = spectra.quantile_density(levels, seeds, bins=30)
     mid = 0.5 * (edges[1:] + edges[:-1])
     pdf = np.exp(-0.5 * ((mid + 1.0) / 0.5) ** 2) / (0.5 * math.sqrt(2 * math.pi))
     assert zero == 0 and abs(np.sum(dens * np.diff(edges)) - 1) < 1e-12
@@ -236,14 +236,14 @@ def test_density_from_quantiles_recovers_a_known_density():
     assert np.max(np.abs(dens[bulk] - pdf[bulk])) < 0.12  # 8 seeds × 51 levels; max of the pdf is 0.80
     # half of the λ at zero: the fraction is found, the area is the rest
     with_zeros = np.where(levels[None, :] < 0.5, -np.inf, seeds)
-    edges, dens, zero = pairs.quantile_density(levels, with_zeros)
+    edges, dens, zero = spectra.quantile_density(levels, with_zeros)
     assert zero == pytest.approx(0.48) and np.sum(dens * np.diff(edges)) == pytest.approx(1 - 0.5, abs=1e-12)
 
 
 def test_relu_spectrum_shows_the_zero_atom_and_the_free_probability_density(relu_spectrum_run):
     run_dir, _ = relu_spectrum_run
     tables = _tables(run_dir)
-    fig = pairs.figure_spectrum(tables)
+    fig = spectra.figure_spectrum(tables)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 2  # depths 2 and 6
     ax = axes[1]
@@ -263,7 +263,7 @@ def test_relu_spectrum_shows_the_zero_atom_and_the_free_probability_density(relu
 
 def test_tanh_spectrum_has_no_predicted_density(pair_run):
     run_dir, _ = pair_run
-    fig = pairs.figure_spectrum(_tables(run_dir))
+    fig = spectra.figure_spectrum(_tables(run_dir))
     for ax in fig.axes:
         assert not [ln for ln in ax.get_lines() if ln.get_label().startswith("free probability")]
 

@@ -8,7 +8,7 @@
 - :mod:`.maps`          depth_map.png (log₁₀ q̃¹/q̃ᴸ over depth × σ_w²·N) and phase.png (χ̂ over
                         σ_w²·N × σ_b² with the critical lines);
 - :mod:`.finite_width`  fan_modes.png, seed_spread.png, thm11.png;
-- :mod:`.pairs`         c_map.png, correlations.png, depth_scales.png (``--input-corr``), spectrum.png
+- :mod:`.pairs`, :mod:`.spectra`  c_map.png, correlations.png, depth_scales.png (``--input-corr``), spectrum.png
                         (``--jacobian``): the c-map, cˡ across layers, ξ_c and ξ_q, the Jacobian spectrum;
 - :mod:`.common`        style, labels and table access.
 
@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from hevar.errors import UsageError
 from hevar.results import store
-from hevar.views.figures import finite_width, maps, pairs, stability, traces
+from hevar.views.figures import finite_width, maps, pairs, spectra, stability, traces
 from hevar.views.figures.common import (DPI, LAYER_LABEL, _RC, Table, _config_keys, _keys, _mask, _subset,
                                         closest_swept, critical_label, interpolate_crossing)
 from hevar.views.figures.finite_width import plot_mode_traces, plot_seed_spread, plot_thm11_ratio
@@ -135,7 +135,7 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
                lambda t: finite_width._figure_seed_spread(t["layers"], t["summary"]), _seed_spread_panel),
     FigureSpec("thm11", "Theorem 1.1's independence ratio against layer",
                lambda t: finite_width._figure_thm11(t["layers"], t["summary"]), _thm11_panel),
-    # --input-corr and --jacobian (hevar.views.figures.pairs): None for runs without them
+    # --input-corr and --jacobian (hevar.views.figures.pairs, .spectra): None for runs without them
     FigureSpec("c_map", "the c-map at q* at the swept σ_w²·N, with the fixed points c* (--input-corr)",
                pairs.figure_c_map, pairs.c_map_panel),
     FigureSpec("correlations", "measured cˡ ± 2 s.e. on its theory across layers, per c⁰ (--input-corr)",
@@ -143,7 +143,7 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     FigureSpec("depth_scales", "ξ_c, ξ_q against σ_w²·N from theory, with the measured ξ̂_c (--input-corr)",
                pairs.figure_depth_scales, pairs.depth_scales_panel),
     FigureSpec("spectrum", "density of the Jacobian's squared singular values per distribution (--jacobian)",
-               pairs.figure_spectrum, pairs.spectrum_panel),
+               spectra.figure_spectrum, spectra.spectrum_panel),
 )}
 
 
