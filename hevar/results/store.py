@@ -336,6 +336,14 @@ def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:
     return read_table(path, ("curve_id", "kind", "sigma_w2_n_cross", "sigma_w2_n_cross_lo", "sigma_w2_n_cross_hi"))
 
 
+def read_spectra(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The ``spectra.csv`` table of a run folder (``--jacobian``), or None for a run without it."""
+    path = Path(run_dir) / "spectra.csv"
+    if not path.exists():
+        return None
+    return read_table(path, ("config_id", "activation", "depth", "seed_index", "quantile", "log10_sv2"))
+
+
 def _check_layers_match_summary(run_dir: Path, layers: Mapping[str, np.ndarray], summary: Mapping[str, np.ndarray]) -> None:
     """``layers.csv`` holds layers 1..L of every configuration of ``summary.csv`` and nothing else: a
     file cut at a line boundary, or edited, shows here (tables without ``config_id`` values are not checked)."""

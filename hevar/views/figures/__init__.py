@@ -8,6 +8,8 @@
 - :mod:`.maps`          depth_map.png (log₁₀ q̃¹/q̃ᴸ over depth × σ_w²·N) and phase.png (χ̂ over
                         σ_w²·N × σ_b² with the critical lines);
 - :mod:`.finite_width`  fan_modes.png, seed_spread.png, thm11.png;
+- :mod:`.pairs`, :mod:`.spectra`  c_map.png, correlations.png, depth_scales.png (``--input-corr``), spectrum.png
+                        (``--jacobian``): the c-map, cˡ across layers, ξ_c and ξ_q, the Jacobian spectrum;
 - :mod:`.common`        style, labels and table access.
 
 Every figure is registered in :data:`FIGURES` with the function that builds the run folder's
@@ -32,8 +34,7 @@ from matplotlib.figure import Figure
 
 from hevar.errors import UsageError
 from hevar.results import store
-from hevar.views.figures import finite_width, maps, stability, traces
-from hevar.views.figures import signalprop
+from hevar.views.figures import finite_width, maps, pairs, signalprop, spectra, stability, traces
 from hevar.views.figures.common import (DPI, LAYER_LABEL, _RC, Table, _config_keys, _keys, _mask, _subset,
                                         closest_swept, critical_label, interpolate_crossing)
 from hevar.views.figures.finite_width import plot_mode_traces, plot_seed_spread, plot_thm11_ratio
@@ -48,7 +49,7 @@ __all__ = ["FIGURES", "FORMATS", "FigureSpec", "LAYER_LABEL", "chi1_with_breaks"
 
 from hevar.views.formats import FORMATS, parse_formats  # noqa: F401 (re-exported)
 SELECTORS = ("activation", "depth", "width", "widths", "mode", "dist", "sigma_b2", "sigma_w2_n", "curve_id",
-             "config_id")
+             "config_id", "input_corr")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,15 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     # signal propagation of residual stacks (signalprop.csv; no figure without it)
     FigureSpec("signalprop", "channel mean², channel variance and residual branch variance per block vs theory",
                signalprop.figure, signalprop.panel),
+    # --input-corr and --jacobian (hevar.views.figures.pairs, .spectra): None for runs without them
+    FigureSpec("c_map", "the c-map at q* at the swept σ_w²·N, with the fixed points c* (--input-corr)",
+               pairs.figure_c_map, pairs.c_map_panel),
+    FigureSpec("correlations", "measured cˡ ± 2 s.e. on its theory across layers, per c⁰ (--input-corr)",
+               pairs.figure_correlations, pairs.correlations_panel),
+    FigureSpec("depth_scales", "ξ_c, ξ_q against σ_w²·N from theory, with the measured ξ̂_c (--input-corr)",
+               pairs.figure_depth_scales, pairs.depth_scales_panel),
+    FigureSpec("spectrum", "density of the Jacobian's squared singular values per distribution (--jacobian)",
+               spectra.figure_spectrum, spectra.spectrum_panel),
 )}
 
 
@@ -154,10 +164,12 @@ def _select(tables: Mapping[str, Table | None], selectors: Mapping[str, Any]) ->
 
 def first_input_corr(tables: Mapping[str, Table | None]) -> dict[str, Table | None]:
     """With ``--input-corr`` over several c⁰ every configuration's q, q̃ and χ̂ repeat once per c⁰ (they do not
-    depend on it): the figures here draw the row set of the first c⁰ only, so no curve is drawn twice."""
+    depend on it): the figures here draw the row set of the first c⁰ only, so no curve is drawn twice. The
+    tables with every c⁰ stay under ``NAME_all`` (``layers_all``, ``summary_all``), for the figures of pairs."""
     out = dict(tables)
     for name, table in tables.items():
-        if table is not None and "input_corr" in table and _nrows_of(table):
+        if table is not None and "input_corr" in table and _nrows_of(table) and not name.endswith("_all"):
+            out.setdefault(name + "_all", table)  # every c⁰, for the figures of pairs (hevar.views.figures.pairs)
             first = table["input_corr"][0]
             out[name] = _subset(table, np.isclose(table["input_corr"], first, rtol=0, atol=0) |
                                 (np.isnan(table["input_corr"]) & np.isnan(first)))
@@ -215,7 +227,7 @@ def render_run(run_dir: Path, formats: tuple[str, ...] = ("png",), part: tuple[i
         return training_figures.render_training_run(run_dir, formats) if part[0] == 0 else []
     layers, summary, theory = store.read_run(run_dir)
     tables = first_input_corr({"layers": layers, "summary": summary, "theory": theory,
-                               "crossings": store.read_crossings(run_dir),
+                               "crossings": store.read_crossings(run_dir), "spectra": store.read_spectra(run_dir),
                                "signalprop": store.read_signalprop(run_dir)})
     written: list[Path] = []
     out = run_dir / "plots"

@@ -133,7 +133,7 @@ def plot_depth_scales(ax: Axes, s: Array, xi_c: Array, xi_q: Array, s_measured: 
     if s_critical is not None and math.isfinite(s_critical):
         artists.append(ax.axvline(s_critical, color="0.5", lw=0.8, ls=":"))
         artists.append(ax.text(s_critical, 0.98, f" χ₁ = 1 at {s_critical:.4g}", transform=ax.get_xaxis_transform(),
-                               va="top", fontsize=7, color="0.35"))
+                               va="top", fontsize=9, color="0.35"))
     if xi_hat is not None:
         err = None if xi_hat_se is None else 2 * np.asarray(xi_hat_se)
         artists.append(ax.errorbar(s_measured, xi_hat, yerr=err, fmt="o", ms=4, color=OKABE_ITO[2],

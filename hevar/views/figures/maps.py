@@ -4,8 +4,9 @@ diagram (χ̂ over σ_w²·N × σ_b², with the theory's critical line and the 
 from __future__ import annotations
 
 
-import numpy as np
 import math
+
+import numpy as np
 
 from matplotlib import colors as mcolors
 from matplotlib import patheffects
@@ -17,8 +18,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from hevar.errors import UsageError
 from hevar.results import store
-from hevar.views.figures.common import (DIVERGING_CMAP, S_LABEL, Table, _NOTE_SIZE, _col, _describe, _finite_unique, _grid, _keys, _mask, _nrows, _seeds_text, _split_keys, _subset, _title, _variant_names, closest_swept, interpolate_crossing)
+from hevar.views.figures.phase_layers import COLOUR_BY, critical_branches, xi_c_grid, xi_c_norm
+from hevar.views.figures.common import (OKABE_ITO, SEQUENTIAL_CMAP, DIVERGING_CMAP, S_LABEL, Table, _NOTE_SIZE, _col, _describe, _finite_unique, _grid, _keys, _mask, _nrows, _seeds_text, _split_keys, _subset, _title, _variant_names, closest_swept, interpolate_crossing)
 
 
 # --- depth map -------------------------------------------------------------------------------------
@@ -235,8 +238,10 @@ def plot_phase(
     norm: mcolors.Normalize | None = None,
     annotate: bool | None = None,
     crossings: Table | None = None,
+    colour_by: str = "chi_hat",
+    fixed_point_line: bool = True,
 ) -> list[Artist]:
-    """Draw the measured χ̂ over the (σ_w²·N, σ_b²) plane for one activation (and depth, width).
+    """Draw the measured χ̂ (or the theory's ξ_c) over the (σ_w²·N, σ_b²) plane for one activation (and depth, width).
 
     Each swept (σ_w²·N, σ_b²) is a cell coloured by ln χ̂ on a diverging map centred at χ̂ = 1
     (blue: ordered, q̃ shrinks toward the input; red: chaotic, it grows); cells span halfway to
@@ -247,6 +252,17 @@ def plot_phase(
     Cells with no χ̂ are grey, configurations whose status is not "ok" hatched. With ``annotate``
     (default: at most 160 cells) each cell shows its χ̂.
 
+    With ``fixed_point_line`` (default) the whole critical line of the theory is drawn too, traced by
+    its fixed point q* (:func:`hevar.meanfield.critical.critical_line`: s = 1/G(q*),
+    σ_b² = q* − V(q*)/G(q*)), solid where that fixed point is stable (q-map slope V'/G < 1) and dashed
+    where it is unstable (a network is pushed away from it); see :func:`critical_branches`. It is
+    empty for positively homogeneous φ (relu: the vertical line s = 2 of ``theory``).
+
+    ``colour_by="xi_c"`` colours the cells instead by the correlation depth scale ξ_c = −1/ln χ_c of
+    the theory at each cell (:func:`hevar.meanfield.correlations.correlation_terms`, from q_in = 1) on a
+    log scale (:func:`xi_c_grid`); cells where ξ_c = ∞ (critical, or q* at 0 or ∞) take the colour map's
+    "over" colour (black) and read "∞".
+
     Parameters
     ----------
     ax : Axes
@@ -254,7 +270,14 @@ def plot_phase(
         Rows of ``summary.csv`` for one activation, depth and width.
     theory : dict of column arrays, optional
         Rows of ``theory.csv`` (any activations; this one's are used).
+    colour_by : {"chi_hat", "xi_c"}
+        What the cells show: the measured χ̂ (default) or the theory's ξ_c.
+    fixed_point_line : bool
+        Draw both branches of the critical line (stable solid, unstable dashed).
     """
+    if colour_by not in COLOUR_BY:
+        raise UsageError(f"The 'colour_by' parameter must be one of {', '.join(COLOUR_BY)}. Got {colour_by!r} instead.",
+                         param="colour_by")
     artists: list[Artist] = []
     s_col, b_col = _col(summary, "sigma_w2_n"), _col(summary, "sigma_b2")
     chi_col, status = _col(summary, "chi_hat"), _col(summary, "status")
@@ -263,10 +286,19 @@ def plot_phase(
     swept, biases, grid, not_ok = _summary_grid(summary, "sigma_b2", log_chi)
     if not swept.size or not biases.size:
         return artists
-    norm = norm or phase_norm(grid)
-    cmap = cmap.with_extremes(bad="0.85")
+    activation = str(_col(summary, "activation")[0])
+    by_xi = colour_by == "xi_c"
+    if by_xi:
+        grid = np.where(np.isfinite(grid), xi_c_grid(activation, swept, biases), np.nan)
+        norm = norm or xi_c_norm(grid)
+        cmap = (SEQUENTIAL_CMAP if cmap is DIVERGING_CMAP else cmap).with_extremes(bad="0.85", over="black")
+    else:
+        norm = norm or phase_norm(grid)
+        cmap = cmap.with_extremes(bad="0.85")
     x_edges, y_edges = _edges(swept), _edges(biases)
-    artists.append(ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap=cmap, norm=norm,
+    # ξ_c = ∞ is drawn in the "over" colour: a finite stand-in above the norm's top (a mesh masks inf)
+    shown = np.where(grid == math.inf, 10.0 * norm.vmax, grid) if by_xi else grid
+    artists.append(ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(shown), cmap=cmap, norm=norm,
                                  edgecolors="white", lw=0.8))
     for i, j in zip(*np.nonzero(not_ok)):
         artists.append(ax.add_patch(Rectangle((x_edges[j], y_edges[i]), x_edges[j + 1] - x_edges[j],
@@ -275,25 +307,44 @@ def plot_phase(
         annotate = grid.size <= 160
     if annotate:
         for i, j in np.ndindex(grid.shape):
-            if np.isfinite(grid[i, j]):
-                r, g, b, _ = cmap(norm(grid[i, j]))
+            if np.isfinite(grid[i, j]) or (by_xi and grid[i, j] == math.inf):
+                r, g, b, _ = cmap(norm(grid[i, j])) if np.isfinite(grid[i, j]) else cmap(math.inf)
                 ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "black"
-                chi = math.exp(grid[i, j])
+                if by_xi:
+                    text = "∞" if grid[i, j] == math.inf else f"{grid[i, j]:.2g}" if grid[i, j] < 99.5 else \
+                        f"{grid[i, j]:.0f}"
+                else:
+                    chi = math.exp(grid[i, j])
+                    text = f"{chi:.2f}" if chi < 9.995 else f"{chi:.3g}"
                 # in the upper part of the cell: the lines and markers run through the centres
                 y = biases[i] + 0.3 * (y_edges[i + 1] - biases[i])
-                artists.append(ax.text(swept[j], y, f"{chi:.2f}" if chi < 9.995 else f"{chi:.3g}",
-                                       ha="center", va="center", fontsize=_NOTE_SIZE - 1, color=ink))
+                artists.append(ax.text(swept[j], y, text, ha="center", va="center", fontsize=_NOTE_SIZE - 1,
+                                       color=ink))
 
-    activation = str(_col(summary, "activation")[0])
     handles: list[Artist] = []
     halo = [patheffects.Stroke(linewidth=4.2, foreground="white"), patheffects.Normal()]
+    branches = critical_branches(activation, x_edges, y_edges) if fixed_point_line else []
+    fixed_point_branches = bool(branches)
+    if branches:
+        for s_seg, b_seg, stable in branches:
+            first = not any(getattr(h, "_hevar_stable", None) is stable for h in handles)
+            (seg,) = ax.plot(s_seg, b_seg, color=OKABE_ITO[2], lw=1.7, ls="-" if stable else (0, (3, 2)), zorder=5.5,
+                             path_effects=halo, label=("$\\chi_1 = 1$ at a stable fixed point" if stable else
+                                                       "$\\chi_1 = 1$ at an unstable fixed point")
+                             if first else "_nolegend_")
+            seg._hevar_stable = stable
+            artists.append(seg)
+            if first:
+                handles.append(seg)
     if theory is not None:
         b_line, s_line = critical_line(theory, activation, summary)
         keep = np.isfinite(s_line)
         if keep.any():
-            (line,) = ax.plot(s_line[keep], b_line[keep], color="black", lw=2.2, marker="o", ms=4, zorder=5,
-                              solid_capstyle="round", label=r"theory $\chi_1 = 1$ (depth $\to\infty$)",
-                              path_effects=halo)
+            # beside the whole critical line, the run's σ_b² are points (joining them would cut its curve)
+            style = (dict(ls="none", ms=6.5, mfc="black", mec="white", mew=1.2, zorder=6) if fixed_point_branches
+                     else dict(ls="-", ms=4, path_effects=halo, zorder=5))
+            (line,) = ax.plot(s_line[keep], b_line[keep], color="black", lw=2.2, marker="o",
+                              solid_capstyle="round", label=r"theory $\chi_1 = 1$ (depth $\to\infty$)", **style)
             artists.append(line)
             handles.append(line)
     found, jumps, fitted = [], [], []
@@ -335,7 +386,7 @@ def plot_phase(
     for x, ha, text in ((0.0, "left", "◀ ordered: $\\chi_1 < 1$" + (", gradients vanish" if wide else "")),
                         (1.0, "right", "chaotic: $\\chi_1 > 1$" + (", gradients explode" if wide else "") + " ▶")):
         artists.append(ax.text(x, 1.015, text, transform=ax.transAxes, ha=ha, va="bottom", fontsize=_NOTE_SIZE + 1,
-                               fontweight="bold", color=cmap(0.1 if ha == "left" else 0.9)))
+                               fontweight="bold", color=DIVERGING_CMAP(0.1 if ha == "left" else 0.9)))
     ax.set_xlim(x_edges[0], x_edges[-1])
     ax.set_ylim(y_edges[0], y_edges[-1])
     ax.set_xticks(swept, [f"{s:g}" for s in swept], rotation=45 if swept.size > 10 else 0)
@@ -349,7 +400,7 @@ def plot_phase(
         # below the x-axis label, a fixed distance in inches whatever the panel's height
         below = mtransforms.ScaledTranslation(0, -(0.85 if swept.size > 10 else 0.6), ax.figure.dpi_scale_trans)
         artists.append(ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                                 bbox_transform=ax.transAxes + below, frameon=False, ncols=len(handles) if wide else 1))
+                                 bbox_transform=ax.transAxes + below, frameon=False, ncols=min(len(handles), 3) if wide else 1))
     return artists
 
 
@@ -358,7 +409,10 @@ def _phase_ticks(norm: mcolors.Normalize) -> list[float]:
     return ticks if len(ticks) >= 3 else [norm.vmin, 0.0, norm.vmax]
 
 
-def _figure_phase(summary: Table, theory: Table | None, crossings: Table | None = None) -> Figure | None:
+def _figure_phase(summary: Table, theory: Table | None, crossings: Table | None = None,
+                  colour_by: str = "chi_hat") -> Figure | None:
+    """phase.png: one panel per activation (and network shape) with ≥ 2 σ_b² and ≥ 3 σ_w²·N, coloured by
+    the measured χ̂ or, with ``colour_by="xi_c"``, by the theory's ξ_c (see :func:`plot_phase`)."""
     names = tuple(c for c in store.KEY_COLUMNS if c not in ("sigma_w2", "sigma_w2_n", "sigma_b2"))
     keys = []
     for key in _keys(summary, names):
@@ -370,26 +424,41 @@ def _figure_phase(summary: Table, theory: Table | None, crossings: Table | None 
     if not keys:
         return None
     varying, constant = _split_keys(keys, names)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        norm = phase_norm(np.log(np.concatenate([_col(_subset(summary, _mask(summary, names, k)), "chi_hat")
-                                                 for k in keys])))
+    by_xi = colour_by == "xi_c"
+    if by_xi:
+        norm = xi_c_norm(np.concatenate([xi_c_grid(str(k[names.index("activation")]),
+                                                   _finite_unique(_col(r, "sigma_w2_n")),
+                                                   _finite_unique(_col(r, "sigma_b2"))).ravel()
+                                         for k in keys for r in [_subset(summary, _mask(summary, names, k))]]))
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            norm = phase_norm(np.log(np.concatenate([_col(_subset(summary, _mask(summary, names, k)), "chi_hat")
+                                                     for k in keys])))
     n_s = max(_finite_unique(_col(summary, "sigma_w2_n")).size, 6)
     n_b = max(_finite_unique(_col(summary, "sigma_b2")).size, 2)
     fig, axes = _grid(len(keys), (min(0.62 * n_s + 1.4, 12.0), min(0.48 * n_b + 1.6, 8.0)), extra=(2.6, 0.6),
                       ncols_max=1)
     for ax, key in zip(axes, keys):
-        plot_phase(ax, _subset(summary, _mask(summary, names, key)), theory, norm=norm, crossings=crossings)
+        plot_phase(ax, _subset(summary, _mask(summary, names, key)), theory, norm=norm, crossings=crossings,
+                   colour_by=colour_by)
         if varying:
             ax.set_title(_describe([names[i] for i in varying], tuple(key[i] for i in varying)), pad=22)
-    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=DIVERGING_CMAP), ax=axes, aspect=18, pad=0.02,
-                            ticks=_phase_ticks(norm))
-    colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{math.exp(v):.3g}"))
-    colorbar.set_label(r"measured $\hat\chi$ (log scale)" + "\n< 1 ordered · > 1 chaotic")
+    if by_xi:
+        colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=SEQUENTIAL_CMAP.with_extremes(over="black")), ax=axes,
+                                aspect=18, pad=0.02, extend="max")
+        colorbar.set_label("theory $\\xi_c = -1/\\ln\\chi_c$ (layers, log scale)\nblack: $\\xi_c = \\infty$")
+    else:
+        colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=DIVERGING_CMAP), ax=axes, aspect=18, pad=0.02,
+                                ticks=_phase_ticks(norm))
+        colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{math.exp(v):.3g}"))
+        colorbar.set_label(r"measured $\hat\chi$ (log scale)" + "\n< 1 ordered · > 1 chaotic")
     status = np.asarray(_col(summary, "status"), dtype=object)
     if ((status != "ok") & (status != "")).any():
         fig.text(0.01, 0.005, "hatched: status not ok · grey: no value", fontsize=_NOTE_SIZE, ha="left", va="bottom")
-    fig.suptitle(_title(r"Phase diagram: measured per-layer factor $\hat\chi$ of $\tilde q^{\,l}$ over "
-                        r"($\sigma_w^2 N$, $\sigma_b^2$)", names, keys, constant, _seeds_text(summary)))
+    what = (r"Phase diagram: the correlation depth scale $\xi_c$ (theory) over ($\sigma_w^2 N$, $\sigma_b^2$)" if by_xi
+            else r"Phase diagram: measured per-layer factor $\hat\chi$ of $\tilde q^{\,l}$ over "
+                 r"($\sigma_w^2 N$, $\sigma_b^2$)")
+    fig.suptitle(_title(what, names, keys, constant, _seeds_text(summary)))
     return fig
 
 
