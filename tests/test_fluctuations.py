@@ -252,3 +252,29 @@ def test_spread_figure_needs_three_seeds(small_run):
     assert figures.finite_width._figure_seed_spread(layers, summary) is not None
     layers = dict(layers, n_seeds=np.full_like(layers["n_seeds"], 2.0))
     assert figures.finite_width._figure_seed_spread(layers, summary) is None
+
+
+def test_the_pmf_and_pdf_ufuncs_are_scipy_stats_own_bits():
+    """fluctuations avoids importing scipy.stats (0.9 s) by calling the ufuncs behind binom.pmf and
+    beta.pdf; they must give scipy.stats' values bit for bit, or existing CSVs would change."""
+    from scipy import stats
+
+    for n in (2, 7, 64, 256, 1024, 4096):
+        k = np.arange(n + 1)
+        assert np.array_equal(fluctuations._binom_pmf(k.astype(float), n, 0.5), stats.binom.pmf(k, n, 0.5)), n
+    B = np.linspace(1e-3, 1 - 1e-3, 101)
+    for a, b in ((0.5, 0.5), (3.0, 250.0), (512.0, 512.0), (1.5, 2000.0)):
+        assert np.array_equal(fluctuations._beta_pdf(B, a, b), stats.beta.pdf(B, a, b)), (a, b)
+
+
+def test_a_plain_sweep_never_imports_scipy_stats(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from hevar.views.cli import main\n"
+            "try:\n    main(['sweep', '--act', 'relu', '--depth', '5', '--width', '16', '--seeds', '3', '--batch', '2',"
+            f" '--no-plot', '--out', r'{tmp_path / 'r'}'])\nexcept SystemExit:\n    pass\n"
+            "print('scipy.stats' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "r" / "seeds.csv").exists(), result.stdout + result.stderr  # it ran, reductions included
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
