@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from hevar.errors import UsageError
 from hevar.meanfield import bivariate, theory
@@ -194,6 +193,7 @@ def _chaotic_fixed_point(act: Activation, s: float, sigma_b2: float, q_star: flo
         delta /= 10
         if delta < 1e-12:
             return 1.0  # χ₁ - 1 below resolution: indistinguishable from critical
+    from scipy import optimize  # imported on first use: 0.3 s of start-up (issue 17)
     return float(optimize.brentq(gap, lo, 1 - delta, xtol=1e-15, rtol=1e-15, maxiter=200))
 
 

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from hevar.meanfield.activations import Activation
 from hevar.meanfield.fixedpoints import _illinois, chi1_curve, fixed_points, phase, q_fixed_point, saddle_nodes
@@ -108,6 +107,7 @@ def critical_sigma_w2_n(act: Activation, sigma_b2: float, q_in: float = 1.0) -> 
     if b > a + 1:
         s_root = float(S_SCAN[a + 1])  # the first exact hit
     else:
+        from scipy import optimize  # imported on first use: 0.3 s of start-up (issue 17)
         s_root = optimize.brentq(lambda s: _chi_q(act, s, sigma_b2, q_in)[0] - 1.0, S_SCAN[a], S_SCAN[b],
                                  xtol=1e-14, rtol=1e-14, maxiter=200)
     # Continuous or not: compare χ₁ at s·(1 ± 1e-10). A continuous crossing leaves a gap of order
