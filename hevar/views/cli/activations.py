@@ -21,4 +21,3 @@ def activations_command() -> None:
         table.add_row(name, params, "yes" if row["closed_form"] else "no (quadrature)",
                       "yes" if row["homogeneous"] else "no", row["summary"])
     common.out.print(table)
-

@@ -169,4 +169,3 @@ def _critical_of(act, sigma_b2: float) -> float:
     from hevar.meanfield import theory
 
     return theory.critical_sigma_w2_n(act, sigma_b2).sigma_w2_n
-

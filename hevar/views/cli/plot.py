@@ -17,7 +17,6 @@ class PlainUsage(typer.core.TyperCommand):
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
 
-
 @common.user_errors
 def plot(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", hidden=True),
          fmt: Optional[str] = typer.Option(None, "--format", metavar="LIST",

@@ -259,4 +259,3 @@ def _print_crossings(rows: list[dict], varying) -> None:
             lines.append(f"{head}: none in the grid; {theory_part}")
     common.out.print("Measured σ_w²·N where χ̂ = 1, with its 95 % interval (seeds and interpolation; crossings.csv):\n  "
               + "\n  ".join(lines), markup=False, highlight=False)
-

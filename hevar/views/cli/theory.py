@@ -140,7 +140,6 @@ def theory_command(
     common.out.print(layers)
 
 
-
 def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path], as_json: bool) -> None:
     """`hevar theory --critical-line`: the rows of critical.critical_line_rows, printed or written."""
     import json
@@ -210,4 +209,3 @@ def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sig
                            "—" if row["forward_factor"] is None else common.num(row["forward_factor"]),
                            "—" if row["backward_factor"] is None else common.num(row["backward_factor"]))
     common.out.print(layers)
-

@@ -135,4 +135,3 @@ def _print_training(rows: list[dict], seeds: dict, steps: int, seconds: float) -
                       f"{r['sigma_w2_n']:g}", common.fmt(r["test_acc"]), " ".join(common.fmt(a, 2) for a in per_seed),
                       common.fmt(r["train_loss"]), r["status"])
     common.out.print(table)
-
