@@ -80,7 +80,7 @@ def _printed(monkeypatch, width: int):
     from hevar.views import cli
 
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=buffer, width=width, color_system=None))
+    monkeypatch.setattr(cli.common, "out", Console(file=buffer, width=width, color_system=None))
     return buffer
 
 
@@ -100,7 +100,7 @@ def test_summary_fits_80_columns_with_every_key_varying(monkeypatch):
             for a in ("leaky_relu:0.2", "softplus") for d in (6, 600) for w in (16, 256) for b in (0, 0.1)
             for m in ("fan_in", "fan_out") for dist in ("normal", "uniform") for s in (2, 8)]
     buffer = _printed(monkeypatch, 80)
-    cli._print_summary(rows)
+    cli.sweep._print_summary(rows)
     text = buffer.getvalue()
     assert "…" not in text and max(map(cell_len, text.splitlines())) <= 80, text
     assert "1.012" in text and "0.025" in text and "4.000" in text and "leaky_relu:0.2" in text and "256" in text
@@ -113,7 +113,7 @@ def test_summary_puts_keys_that_never_change_in_the_title(monkeypatch):
     rows = [_summary_row("relu", 6, 16, 0, m, "uniform", s) for m in ("fan_in", "fan_out") for s in (1, 2, 4)]
     for width in (80, 120):
         buffer = _printed(monkeypatch, width)
-        cli._print_summary(rows)
+        cli.sweep._print_summary(rows)
         lines = buffer.getvalue().splitlines()
         assert lines[1] == "L = 6, N = 16, σ_b² = 0, dist = uniform"
         header = lines[2].split()
@@ -136,7 +136,7 @@ def test_activations_table_folds_rather_than_cuts(monkeypatch):
     from hevar.views import cli
 
     buffer = _printed(monkeypatch, 80)
-    cli.activations_command()
+    cli.activations.activations_command()
     assert "…" not in buffer.getvalue()
 
 

@@ -192,13 +192,13 @@ def test_the_terminal_marks_a_disagreement_and_prints_the_crossing(monkeypatch):
     from hevar.views import cli
 
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=buffer, width=100))
+    monkeypatch.setattr(cli.common, "out", Console(file=buffer, width=100))
     row = dict(config_id="a", curve_id="b", activation="gelu", depth=30, width=256, sigma_w2_n=2.0, sigma_b2=0.1,
                chi_hat=0.937, chi_hat_se=0.032, chi_theory=0.801, z=(0.937 - 0.801) / 0.032, status="ok",
                sigma_w2_n_crit=math.nan, critical_kind="jump", widths="constant:256", mode="fan_in", dist="normal")
     cross = dict(row, kind="jump", sigma_w2_n_cross=math.nan, sigma_w2_n_cross_lo=2.0, sigma_w2_n_cross_hi=2.1,
                  bracket_lo=2.0, bracket_hi=2.1, sigma_w2_n_cross_theory=2.05)
-    cli._print_summary([row, dict(row, sigma_w2_n=1.5, z=0.5)], [cross])
+    cli.sweep._print_summary([row, dict(row, sigma_w2_n=1.5, z=0.5)], [cross])
     text = buffer.getvalue()
     assert "+4.2 !" in text and "|z| > 3 at 1 configuration" in text
     assert "0.064" in text  # ±2 s.e., the convention the figures use too

@@ -381,14 +381,14 @@ def test_a_programming_error_is_one_line_and_raises_only_with_debug(cwd, monkeyp
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not bad input")
 
-    monkeypatch.setattr(cli.config_mod, "build_config", broken)
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(cli.common.config_mod, "build_config", broken)
+    monkeypatch.delenv(cli.common.DEBUG_ENV, raising=False)
     result = _invoke(["sweep", "--no-plot"], cwd)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.output.strip().splitlines() == [
         "Internal error: ZeroDivisionError: a bug, not bad input. This is a bug in hevar; rerun with --debug (or "
         "HEVAR_DEBUG=1) for the traceback and report it."]
-    result = _invoke(["sweep", "--no-plot"], cwd, env={cli.DEBUG_ENV: "1"})
+    result = _invoke(["sweep", "--no-plot"], cwd, env={cli.common.DEBUG_ENV: "1"})
     assert isinstance(result.exception, ZeroDivisionError) and result.exit_code == 1
 
 
