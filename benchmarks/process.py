@@ -77,9 +77,18 @@ def hevar(*args: str) -> list[str]:
     return [sys.executable, "-m", "hevar", *args]
 
 
+# ``python -m`` puts the working directory first on sys.path, before PYTHONPATH: run from this
+# checkout, ``PYTHONPATH=BASELINE python -m hevar`` imported this checkout's hevar, and the baseline
+# cells timed the new code twice. The baseline's folder goes first here, and the cell fails (exit 3)
+# unless the hevar it imports is the baseline's.
+_BASELINE_MAIN = ("import runpy, sys; base = sys.argv.pop(1); sys.path.insert(0, base); import hevar, os; "
+                  "sys.exit(3) if not os.path.realpath(hevar.__file__).startswith(os.path.realpath(base)) else "
+                  "runpy.run_module('hevar', run_name='__main__', alter_sys=True)")
+
+
 def baseline(*args: str) -> list[str]:
-    """``hevar ARGS`` from the --baseline checkout (its code first on the path)."""
-    return ["env", f"PYTHONPATH={BASELINE}", sys.executable, "-m", "hevar", *args]
+    """``hevar ARGS`` from the --baseline checkout (its code first on the path, checked)."""
+    return [sys.executable, "-c", _BASELINE_MAIN, str(BASELINE), *args]
 
 
 def cells(quick: bool, work: Path) -> dict[str, tuple[list[str], bool]]:
