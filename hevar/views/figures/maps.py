@@ -400,12 +400,15 @@ def plot_phase(
         # below the x-axis label, a fixed distance in inches whatever the panel's height
         below = mtransforms.ScaledTranslation(0, -(0.85 if swept.size > 10 else 0.6), ax.figure.dpi_scale_trans)
         artists.append(ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                                 bbox_transform=ax.transAxes + below, frameon=False, ncols=min(len(handles), 3) if wide else 1))
+                                 bbox_transform=ax.transAxes + below, frameon=False, ncols=min(len(handles), 3 if wide else 2)))
     return artists
 
 
 def _phase_ticks(norm: mcolors.Normalize) -> list[float]:
-    ticks = [math.log(c) for c in _CHI_TICKS if norm.vmin - 1e-12 <= math.log(c) <= norm.vmax + 1e-12]
+    # 0.8 and 1.25 sit a ninth of ln 4 from 1: on a bar spanning more than ×/÷ 2.5 their labels collide with 1's
+    crowded = max(-norm.vmin, norm.vmax) > math.log(2.5)
+    ticks = [math.log(c) for c in _CHI_TICKS if norm.vmin - 1e-12 <= math.log(c) <= norm.vmax + 1e-12
+             and not (crowded and c in (0.8, 1.25))]
     return ticks if len(ticks) >= 3 else [norm.vmin, 0.0, norm.vmax]
 
 
