@@ -145,6 +145,27 @@ def num(x: float | None) -> str:
     return f"{x:.6g}"
 
 
+def block_table(rows: list[dict], first: str, forward: str, backward: str, unit: str):
+    """The per-block table of a stack's theory (``hevar theory --arch``, ``hevar gains --arch``): block,
+    qˡ, q̃ˡ and the forward and backward factors, elided as :func:`elide` does, with a caption saying so."""
+    from rich.table import Table
+
+    shown = elide(rows)
+    table = Table(title="per block (q̃ᴸ = 1)", title_justify="left",
+                  caption=f"{len(rows) - MAX_LAYER_ROWS} {unit} left out (…); --json has all" if None in shown else None,
+                  caption_justify="left")
+    for col in (first, "qˡ", "q̃ˡ", forward, backward):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in shown:
+        if row is None:
+            table.add_row(*["…"] * 5)
+        else:
+            table.add_row(str(row["layer"]), num(row["q"]), num(row["q_tilde"]),
+                          "—" if row["forward_factor"] is None else num(row["forward_factor"]),
+                          "—" if row["backward_factor"] is None else num(row["backward_factor"]))
+    return table
+
+
 def elide(rows: list) -> list:
     """``rows``, or its first and last MAX_LAYER_ROWS/2 with a None between where there are more."""
     return rows if len(rows) <= MAX_LAYER_ROWS else rows[:MAX_LAYER_ROWS // 2] + [None] + rows[-(MAX_LAYER_ROWS // 2):]

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from hevar.errors import UsageError
 from hevar.views.cli import common
-from hevar.views.cli.common import MAX_LAYER_ROWS
 
 config_mod = common.config_mod
 store = common.store
@@ -143,20 +142,7 @@ def _gains_stack(act: Optional[str], arch: Optional[str], sigma_w2: Optional[str
         head.add_row("log₁₀ qᴸ/q¹ there", common.num(rep["log10_q_ratio"]))
         head.add_row("log₁₀ q̃¹/q̃ᴸ there", common.num(rep["log10_q_tilde_ratio"]))
         common.out.print(head)
-        rows = rep["layers"]
-        shown = common.elide(rows)
-        layers = Table(title="per block (q̃ᴸ = 1)", title_justify="left",
-                       caption=f"{len(rows) - MAX_LAYER_ROWS} blocks left out (…); --json has all"
-                       if None in shown else None, caption_justify="left")
-        for col in ("block", "qˡ", "q̃ˡ", "forward qˡ/qˡ⁻¹", "backward q̃ˡ⁻¹/q̃ˡ"):
-            layers.add_column(col, justify="right", no_wrap=True)
-        for row in shown:
-            if row is None:
-                layers.add_row(*["…"] * 5)
-            else:
-                layers.add_row(str(row["layer"]), common.num(row["q"]), common.num(row["q_tilde"]),
-                               "—" if row["forward_factor"] is None else common.num(row["forward_factor"]),
-                               "—" if row["backward_factor"] is None else common.num(row["backward_factor"]))
+        layers = common.block_table(rep["layers"], "block", "forward qˡ/qˡ⁻¹", "backward q̃ˡ⁻¹/q̃ˡ", "blocks")
         common.out.print(layers)
     if any(r["branch_scale_for_factor"] not in (None, math.inf) for r in result["activations"]):
         r = next(r for r in result["activations"] if r["branch_scale_for_factor"] not in (None, math.inf))

@@ -196,16 +196,5 @@ def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sig
     if report["branch_scale_for_factor"] is not None:
         head.add_row(f"α with q̃¹/q̃ᴸ = {report['factor']:g}", common.num(report["branch_scale_for_factor"]))
     common.out.print(head)
-    rows = report["layers"]
-    shown = common.elide(rows)
-    layers = Table(title="per block (q̃ᴸ = 1)", title_justify="left")
-    for col in ("layer", "qˡ", "q̃ˡ", "qˡ/qˡ⁻¹", "q̃ˡ⁻¹/q̃ˡ"):
-        layers.add_column(col, justify="right", no_wrap=True)
-    for row in shown:
-        if row is None:
-            layers.add_row(*["…"] * 5)
-        else:
-            layers.add_row(str(row["layer"]), common.num(row["q"]), common.num(row["q_tilde"]),
-                           "—" if row["forward_factor"] is None else common.num(row["forward_factor"]),
-                           "—" if row["backward_factor"] is None else common.num(row["backward_factor"]))
+    layers = common.block_table(report["layers"], "layer", "qˡ/qˡ⁻¹", "q̃ˡ⁻¹/q̃ˡ", "layers")
     common.out.print(layers)
