@@ -144,3 +144,21 @@ def test_zero_fraction_and_area_match_raw_singular_values():
         direct = np.searchsorted(np.sort(nonzero), edges, side="right") / total + np.mean(exact)
         built = zero + np.concatenate([[0.0], np.cumsum(dens * np.diff(edges))])
         assert np.max(np.abs(direct - built)) < 0.02, np.max(np.abs(direct - built))
+
+
+@pytest.mark.parametrize("cells, drawn", [
+    (lambda n, v: "" if n % 3 == 0 else v, True),  # NaN cells among the quantiles
+    (lambda n, v: "-30.0", True),  # every λ at one value (a point mass: the bins are widened to 0.1 decade)
+    (lambda n, v: "-inf", False),  # every λ exactly 0 (J = 0): nothing to draw
+    (lambda n, v: "", False),  # no value at all
+])
+def test_degenerate_quantiles_do_not_crash_plot(copy, cells, drawn):
+    lines = (copy / "spectra.csv").read_text().splitlines()
+    i = lines[0].split(",").index("log10_sv2")
+    rows = [line.split(",") for line in lines[1:]]
+    for n, fields in enumerate(rows):
+        fields[i] = cells(n, fields[i])
+    (copy / "spectra.csv").write_text("\n".join([lines[0]] + [",".join(f) for f in rows]) + "\n")
+    result = _invoke("plot", copy)
+    assert result.exit_code == 0, result.output
+    assert (copy / "plots" / "spectrum.png").exists() == drawn
