@@ -162,3 +162,15 @@ def test_degenerate_quantiles_do_not_crash_plot(copy, cells, drawn):
     result = _invoke("plot", copy)
     assert result.exit_code == 0, result.output
     assert (copy / "plots" / "spectrum.png").exists() == drawn
+
+
+def test_a_seed_whose_jacobian_is_zero_counts_in_the_zero_fraction():
+    """Pooling averages the seeds' CDFs (each seed has as many λ): a seed with J = 0 for every input (all
+    λ = 0, log₁₀ λ = −inf) adds 1 to the zero fraction's average instead of being left out."""
+    rng = np.random.default_rng(3)
+    live = np.quantile(rng.normal(-1.0, 0.5, 4000), LEVELS, method="inverted_cdf")
+    _, dens1, zero1 = spectra.quantile_density(LEVELS, live[None, :])
+    edges, dens, zero = spectra.quantile_density(LEVELS, np.stack([live, np.full(LEVELS.size, -np.inf)]))
+    assert zero1 == 0 and zero == pytest.approx(0.5)
+    assert np.sum(dens * np.diff(edges)) == pytest.approx(0.5, abs=1e-12)
+    np.testing.assert_allclose(dens, dens1 / 2, rtol=1e-12)

@@ -65,7 +65,9 @@ def quantile_density(levels: np.ndarray, log10_q: np.ndarray, bins: int = 40
         top = np.nanmax(x[np.isfinite(x)]) if np.isfinite(x).any() else math.nan
         nonzero = np.isfinite(x) & (x > top - ZERO_DECADES)
         if not nonzero.any():
-            continue
+            if x.size and np.all(x == -np.inf):  # J = 0 for every input of this seed: all its λ are zero
+                zeros.append(1.0)
+            continue  # (a seed without values, an overflow, is left out)
         k = int(np.argmax(nonzero))  # the first non-zero level (quantiles increase)
         xs, ps = x[k:], levels[k:]
         if k > 0:
@@ -82,13 +84,15 @@ def quantile_density(levels: np.ndarray, log10_q: np.ndarray, bins: int = 40
         zeros.append(z)
         curves.append((xs, ps, z))
     if not curves:
-        return np.empty(0), np.empty(0), math.nan
+        return np.empty(0), np.empty(0), (1.0 if zeros else math.nan)
+    dead = len(zeros) - len(curves)  # seeds whose λ are all zero: their CDF is 1 above 0
     lo = min(float(c[0][0]) for c in curves)
     hi = max(float(c[0][-1]) for c in curves)
     if hi - lo < 0.1:  # near a point mass
         lo, hi = 0.5 * (lo + hi) - 0.05, 0.5 * (lo + hi) + 0.05
     edges = np.linspace(lo, hi, bins + 1)
-    cdf = np.mean([np.interp(edges, x, p, left=z, right=1.0) for x, p, z in curves], axis=0)
+    cdf = np.mean([np.interp(edges, x, p, left=z, right=1.0) for x, p, z in curves] + [np.ones(edges.size)] * dead,
+                  axis=0)
     cdf[0] = float(np.mean(zeros))  # every non-zero λ is at or above edges[0]
     return edges, np.diff(cdf) / np.diff(edges), float(np.mean(zeros))
 
