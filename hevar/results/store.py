@@ -341,7 +341,9 @@ def read_spectra(run_dir: Path) -> dict[str, np.ndarray] | None:
     path = Path(run_dir) / "spectra.csv"
     if not path.exists():
         return None
-    return read_table(path, ("config_id", "activation", "depth", "seed_index", "quantile", "log10_sv2"))
+    # every column spectrum.png reads by name (hevar.views.figures.spectra), so a damaged file is one line
+    return read_table(path, ("config_id", "activation", "depth", "width", "sigma_w2_n", "sigma_b2", "seed_index",
+                             "quantile", "log10_sv2"))
 
 
 def _check_layers_match_summary(run_dir: Path, layers: Mapping[str, np.ndarray], summary: Mapping[str, np.ndarray]) -> None:

@@ -13,7 +13,10 @@ quantiles x_i = log₁₀ λ at levels p_i = 0, 0.02, …, 1. Each seed's CDF is
 (x_i, p_i) over its non-zero λ, the seeds' CDFs are averaged on common bin edges (the pooled distribution),
 and the density of a bin is its CDF increment over its width. λ at or below 1e-24·λ_max (the SVD's floor:
 the exact zeros of a relu Jacobian) count as zero: their fraction goes into the legend, and the histogram's
-area is the non-zero fraction, as in :func:`hevar.views.figures.correlations.plot_spectrum`.
+area is the non-zero fraction, as in :func:`hevar.views.figures.correlations.plot_spectrum`. The quantiles
+only bracket a seed's zero fraction z between two levels (p_{k-1} ≤ z < p_k, p_k the first non-zero level):
+z is taken in the middle (within 0.01 of the exact fraction) and the first segment of the CDF is extended
+down to it, so that the legend's fraction and the histogram's area add up to 1.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ def quantile_density(levels: np.ndarray, log10_q: np.ndarray, bins: int = 40
     density : array, shape (bins,)
         CDF increment of the non-zero λ per unit log₁₀ λ (area: the non-zero fraction).
     zero : float
-        Fraction of λ at zero (≤ 10^-24·λ_max), averaged over seeds.
+        Fraction of λ at zero (≤ 10^-24·λ_max), averaged over seeds: per seed the middle of the bracket
+        levels[k-1] ≤ z < levels[k] the quantiles give (k the first non-zero level), so within half a level
+        step (0.01 for spectra.csv) of the exact fraction; the density's area is 1 − zero.
     """
     levels = np.asarray(levels, dtype=float)
     log10_q = np.atleast_2d(np.asarray(log10_q, dtype=float))
@@ -60,18 +65,35 @@ def quantile_density(levels: np.ndarray, log10_q: np.ndarray, bins: int = 40
         top = np.nanmax(x[np.isfinite(x)]) if np.isfinite(x).any() else math.nan
         nonzero = np.isfinite(x) & (x > top - ZERO_DECADES)
         if not nonzero.any():
-            continue
+            if x.size and np.all(x == -np.inf):  # J = 0 for every input of this seed: all its λ are zero
+                zeros.append(1.0)
+            continue  # (a seed without values, an overflow, is left out)
         k = int(np.argmax(nonzero))  # the first non-zero level (quantiles increase)
-        zeros.append(float(levels[k - 1]) if k > 0 else 0.0)
-        curves.append((x[k:], levels[k:]))
+        xs, ps = x[k:], levels[k:]
+        if k > 0:
+            # inverted-CDF quantiles only bracket the zero fraction, levels[k-1] ≤ z < levels[k]: take the
+            # middle, and give the non-zero λ below x_k (mass levels[k] − z) to the first segment extended
+            # down at its own slope (or, for a vertical one, to the lowest bin), so that the histogram's
+            # area and z add up to 1
+            z = 0.5 * (float(levels[k - 1]) + float(levels[k]))
+            if xs.size > 1 and xs[1] > xs[0]:
+                xs = np.concatenate([[xs[0] - (ps[0] - z) * (xs[1] - xs[0]) / (ps[1] - ps[0])], xs])
+                ps = np.concatenate([[z], ps])
+        else:
+            z = 0.0
+        zeros.append(z)
+        curves.append((xs, ps, z))
     if not curves:
-        return np.empty(0), np.empty(0), math.nan
+        return np.empty(0), np.empty(0), (1.0 if zeros else math.nan)
+    dead = len(zeros) - len(curves)  # seeds whose λ are all zero: their CDF is 1 above 0
     lo = min(float(c[0][0]) for c in curves)
     hi = max(float(c[0][-1]) for c in curves)
     if hi - lo < 0.1:  # near a point mass
         lo, hi = 0.5 * (lo + hi) - 0.05, 0.5 * (lo + hi) + 0.05
     edges = np.linspace(lo, hi, bins + 1)
-    cdf = np.mean([np.interp(edges, x, p, left=p[0], right=1.0) for x, p in curves], axis=0)
+    cdf = np.mean([np.interp(edges, x, p, left=z, right=1.0) for x, p, z in curves] + [np.ones(edges.size)] * dead,
+                  axis=0)
+    cdf[0] = float(np.mean(zeros))  # every non-zero λ is at or above edges[0]
     return edges, np.diff(cdf) / np.diff(edges), float(np.mean(zeros))
 
 
@@ -168,6 +190,8 @@ def figure_spectrum(t: Mapping[str, Table | None]) -> Figure | None:
     rows_names = _spectrum_rows(spectra)
     row_keys = _keys(spectra, rows_names)[:MAX_PANELS]
     depths = _finite_unique(_col(spectra, "depth"))[:4]
+    if not row_keys or not depths.size:  # every row has an empty key cell: nothing to draw
+        return None
     nrows, ncols = len(row_keys), depths.size
     fig = Figure(figsize=(6.6 * ncols, 4.4 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -189,8 +213,8 @@ def figure_spectrum(t: Mapping[str, Table | None]) -> Figure | None:
             ax.set_title(" · ".join(parts + [f"$L$ = {int(depth)}{tag}"]), fontsize=11)
     seeds = _finite_unique(_col(spectra, "seed_index")).size
     common = _text([rows_names[k] for k in constant], tuple(row_keys[0][k] for k in constant)) if constant else ""
-    fig.suptitle("Squared singular values λ of the input–output Jacobian: measured (each seed's quantiles, "
-                 "pooled) and free probability\n" + " · ".join(p for p in (common, f"{seeds} seeds") if p))
+    fig.suptitle("Squared singular values λ of the input–output Jacobian:" + ("\n" if ncols == 1 else " ") +
+                 "measured (each seed's quantiles, pooled) and free probability\n" + " · ".join(p for p in (common, f"{seeds} seeds") if p))
     return fig
 
 
