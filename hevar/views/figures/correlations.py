@@ -127,9 +127,9 @@ def plot_depth_scales(ax: Axes, s: Array, xi_c: Array, xi_q: Array, s_measured: 
         Where χ₁ = 1 (a vertical line).
     """
     xi_c = np.where(np.isfinite(xi_c), xi_c, np.nan)
-    artists: list[Artist] = list(ax.plot(s, xi_c, color=OKABE_ITO[0], lw=1.6, label="ξ_c = −1/ln χ_c"))
+    artists: list[Artist] = list(ax.plot(s, xi_c, color=OKABE_ITO[0], lw=1.6, label=r"$\xi_c = -1/\ln\chi_c$"))
     artists += ax.plot(s, np.where(np.isfinite(xi_q), xi_q, np.nan), color=OKABE_ITO[1], lw=1.4, ls="--",
-                       label="ξ_q = −1/ln F′(q*)")
+                       label=r"$\xi_q = -1/\ln F'(q^*)$")
     if s_critical is not None and math.isfinite(s_critical):
         artists.append(ax.axvline(s_critical, color="0.5", lw=0.8, ls=":"))
         artists.append(ax.text(s_critical, 0.98, f" χ₁ = 1 at {s_critical:.4g}", transform=ax.get_xaxis_transform(),
@@ -137,9 +137,9 @@ def plot_depth_scales(ax: Axes, s: Array, xi_c: Array, xi_q: Array, s_measured: 
     if xi_hat is not None:
         err = None if xi_hat_se is None else 2 * np.asarray(xi_hat_se)
         artists.append(ax.errorbar(s_measured, xi_hat, yerr=err, fmt="o", ms=4, color=OKABE_ITO[2],
-                                   elinewidth=1, capsize=2, label="measured ξ̂_c (±2 s.e.)"))
+                                   elinewidth=1, capsize=2, label=r"measured $\hat\xi_c$ (±2 s.e.)"))
     ax.set_yscale("log")
-    ax.set_xlabel("σ_w²·N")
+    ax.set_xlabel(r"$\sigma_w^2 N$")
     ax.set_ylabel("depth scale (layers)")
     ax.legend(fontsize=7, frameon=False)
     return artists

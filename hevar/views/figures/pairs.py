@@ -302,6 +302,10 @@ def plot_depth_scales_run(ax: Axes, summary: Table, n: int = 41) -> list[Artist]
         if wk.any():
             artists += ax.plot(x[wk] + shift, window[wk], "o", ms=8, mfc="none", mec="0.35", mew=1.0, zorder=3,
                                label="the same fit of $c_{theory}$ (this depth)" if j == 0 else "_nolegend_")
+    if not np.isfinite(_col(summary, "xi_c_hat")).all():  # say why a point is missing
+        artists.append(ax.text(0.98, 0.80, "no $\\hat\\xi_c$ where fewer than 3 layers lie\nbetween "
+                               "the seed noise and 0.1 from c*", transform=ax.transAxes, ha="right", va="top",
+                               fontsize=8, color="0.35"))
     ax.set_xlim(float(s.min()), float(s.max()))
     ax.set_xlabel(S_LABEL)
     ax.legend(**LEGEND)
