@@ -202,7 +202,7 @@ def test_depth_scales_follow_an_independent_xi_c_and_diverge_at_the_critical_poi
     fig = pairs.figure_depth_scales(tables)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
-    xi_line = [ln for ln in ax.get_lines() if ln.get_label().startswith("ξ_c")][0]
+    xi_line = [ln for ln in ax.get_lines() if ln.get_label().startswith(r"$\xi_c")][0]
     x, y = xi_line.get_data()
     for target in (1.0, 1.5, 2.6):
         i = int(np.argmin(np.abs(x - target)))
