@@ -163,3 +163,11 @@ def test_jacobian_variance_gaussian_against_orthogonal(jac_run):
     assert set(spectra.columns) >= {"config_id", "seed_index", "quantile", "sv2", "log10_sv2"}
     one = spectra[(spectra.config_id == spectra.config_id.iloc[0]) & (spectra.seed_index == 0)]
     assert len(one) == len(pairsweep.QUANTILES) and np.all(np.diff(one.log10_sv2) >= 0)
+
+
+def test_an_exact_zero_singular_value_is_written_as_0_not_as_no_value():
+    from hevar.experiments import pairsweep
+
+    assert pairsweep._exp(-math.inf) == 0.0
+    assert math.isnan(pairsweep._exp(math.nan)) and math.isnan(pairsweep._exp(-800.0))  # beyond float64: no value
+    assert pairsweep._exp(math.log(2.5)) == pytest.approx(2.5, rel=1e-15)

@@ -293,6 +293,9 @@ def jacobian_columns(config, act, widths, s: float, b: float, dist: str, k: int,
 
 
 def _exp(x: float) -> float:
+    """e^x where it fits float64's normal range; 0 for ln 0 = −inf (an exact zero λ is a value); else no value."""
+    if x == -math.inf:
+        return 0.0
     return math.exp(x) if math.isfinite(x) and -708 < x < 709 else math.nan
 
 
