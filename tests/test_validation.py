@@ -116,6 +116,20 @@ OTHER_CASES = [
     *[(["gains", "--act", v], "'act'") for v in ("relu,", ",", "relu,,tanh", "", "rleu")],
     *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--jobs", v], "'jobs'")
       for v in ("two", "-1", "1.5", "", "100001")],
+    # Each of these was accepted before (exit 0), or named a parameter the user did not give:
+    # --critical-line read --sigma-b2 by splitting on commas and dropping empty items ('' drew an empty
+    # table, '0.3,' one row), with no cap on the number of values; it, and --arch, ignored options silently.
+    *[(["theory", "--act", "tanh", "--critical-line", "--sigma-b2", v], "'sigma-b2'")
+      for v in ("", ",", "0.3,", "1:0:0.1", "0:1:0.0001", ",".join(str(k / 10**4) for k in range(1001)))],
+    *[(["theory", "--act", "tanh", "--critical-line", *extra], name) for extra, name in (
+        (["--q-in", "3"], "'q-in'"), (["--input-preactivation"], "'input-preactivation'"),
+        (["--sigma-w2", "2"], "'sigma-w2'"), (["--depth", "5"], "'depth'"), (["--arch", "resmlp"], "'arch'"))],
+    (["theory", "--act", "tanh", "--out", "line.csv", "--depth", "5"], "'depth'"),
+    *[([cmd, "--act", "relu", "--arch", "resmlp", *extra], name) for cmd in ("theory", "gains") for extra, name in (
+        (["--q-in", "3"], "'q-in'"), (["--input-preactivation"], "'input-preactivation'"))],
+    # --weight-std '' was off; one whose square times N_0 under- or overflows named 'sigma-w2'
+    *[(["sweep", *[x for kv in GOOD.items() for x in kv if kv[0] != "--sigma-w2"], "--no-plot", "--weight-std", v],
+       "'weight-std'") for v in ("", " ", "1e-320", "1e300")],
 ]
 
 
@@ -325,6 +339,31 @@ def test_memory_guard_refuses_before_anything_is_written(cwd):
     assert least(batch=suggested) <= limit - fixed < least(batch=suggested + 1)
     assert "--dtype float32" in message
     assert _listing(cwd) == []
+
+
+@pytest.mark.parametrize("option, flags", [
+    ("n-pairs", dict(input_corr="0.5", n_pairs="4000")),
+    ("jacobian", dict(jacobian="2000")),
+    ("jacobian", dict(jacobian="2000", input_corr="0.1", n_pairs="2")),
+])
+def test_memory_guard_names_the_pair_or_jacobian_count_that_overflows(option, flags):
+    """Before: a sweep too large because of --n-pairs or --jacobian was refused naming 'batch', 'width',
+    'depth' and 'dtype' (none of which shrinks it). The suggested count must fit, and 2× it must not."""
+    from hevar.experiments import resources
+
+    cfg = build_config(dict(depth="10", width="128", seeds="1", **flags))
+    need = resources.plan_run(cfg, memory=resources.Memory(2**50, "x"), timing=False).need
+    memory = resources.Memory(need // 4, "test")
+    with pytest.raises(UsageError) as err:
+        resources.check_memory(cfg, memory=memory)
+    assert err.value.param == option and str(err.value).startswith(f"The '{option}' parameter asks"), err.value
+    suggested = int(re.search(rf"--{option} (\d+) or fewer", str(err.value)).group(1))
+    field = option.replace("-", "_")
+    resources.check_memory(build_config(dict(depth="10", width="128", seeds="1", **{**flags, field: str(suggested)})),
+                           memory=memory)
+    with pytest.raises(UsageError):
+        resources.check_memory(build_config(dict(depth="10", width="128", seeds="1",
+                                                 **{**flags, field: str(2 * suggested)})), memory=memory)
 
 
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1000, "1000 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
