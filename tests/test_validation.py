@@ -157,6 +157,31 @@ def test_one_message_for_one_option_in_every_command(cwd, option, value, expecte
     assert result.output.strip() == "Error: The 'sigma-w2' parameter must be a float in the range (0, inf). Got '-1' instead."
 
 
+# --- extreme values inside the documented ranges: exit 0, no warning on stderr -----------------------
+
+EXTREME = [
+    ["theory", "--act", "relu", "--q-in", "1e308"],
+    ["theory", "--act", "gelu", "--sigma-w2", "1e308", "--q-in", "1e308"],
+    ["gains", "--q-in", "1e308"],
+    ["theory", "--act", "relu", "--arch", "resmlp", "--sigma-w2", "1e300", "--depth", "300", "--json"],
+    ["sweep", "--act", "tanh,gelu", "--sigma-w2", "1e300", "--input-corr", "-1,0.5", "--jacobian", "1",
+     "--depth", "3", "--width", "4", "--seeds", "1", "--batch", "2", "--no-plot"],
+]
+
+
+@pytest.mark.parametrize("argv", EXTREME, ids=[" ".join(a[:4]) for a in EXTREME])
+def test_extreme_valid_values_give_a_report_without_warnings(cwd, argv):
+    """Before: RuntimeWarnings (several lines on stderr) from theory at --q-in 1e308 or σ_w²·N = 1e300,
+    and an internal error (exit 1: brentq on a nan c-map) for --input-corr at σ_w²·N = 1e300."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _invoke([*argv, *(["--out", "run"] if argv[0] == "sweep" else [])], cwd)
+    assert result.exit_code == 0, result.output
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+
+
 # --- paths: --out, --resume, --config, and `hevar plot RUN_DIR` ---------------------------------------
 
 

@@ -365,10 +365,11 @@ def stack_report(arch: str, act: Activation, depth: int, sigma_w2_n: float, sigm
     net = build(arch, act, depth, branch_scale_text)
     log_q, log_qt = _trajectories(net, depth, sigma_w2_n, sigma_b2)
     residual = parse_arch(arch).residual
-    layers = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
-                   forward_factor=None if l == 0 else float(np.exp(log_q[l] - log_q[l - 1])),
-                   backward_factor=None if l == 0 else float(np.exp(log_qt[l - 1] - log_qt[l])))
-              for l in range(depth)]
+    with np.errstate(over="ignore"):  # qˡ, q̃ˡ beyond float64 are reported as inf
+        layers = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
+                       forward_factor=None if l == 0 else float(np.exp(log_q[l] - log_q[l - 1])),
+                       backward_factor=None if l == 0 else float(np.exp(log_qt[l - 1] - log_qt[l])))
+                  for l in range(depth)]
     return dict(arch=net.arch, activation=act.name, depth=depth, sigma_w2_n=float(sigma_w2_n), sigma_b2=float(sigma_b2),
                 branch_scale=branch_scale(branch_scale_text, depth) if residual else None,
                 log10_q_ratio=float((log_q[-1] - log_q[0]) / math.log(10)),

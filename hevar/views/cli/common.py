@@ -126,6 +126,21 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def no_float_warnings(fn: Callable) -> Callable:
+    """Run a mean-field command (`theory`, `gains`) with NumPy's floating-point warnings off: an
+    extreme input (--q-in 1e308, --sigma-w2 1e300) overflows somewhere inside, and the report shows
+    what that means (∞, —); a RuntimeWarning on stderr would only break the one-line output."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def one_line(exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message[:300]}" if message else type(exc).__name__

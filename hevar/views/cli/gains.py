@@ -18,6 +18,7 @@ store = common.store
 
 
 @common.user_errors
+@common.no_float_warnings
 def gains_command(
     act: Optional[str] = typer.Option(None, "--act", metavar="LIST",
         help="Activation(s), comma-separated (see `hevar activations`). [default: every built-in one]"),

@@ -19,6 +19,7 @@ store = common.store
 
 
 @common.user_errors
+@common.no_float_warnings
 def theory_command(
     act: str = typer.Option(..., "--act", metavar="ACT",
         help="One activation: relu, tanh, leaky_relu:SLOPE, … (see `hevar activations`)."),
