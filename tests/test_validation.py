@@ -130,7 +130,25 @@ OTHER_CASES = [
     # --weight-std '' was off; one whose square times N_0 under- or overflows named 'sigma-w2'
     *[(["sweep", *[x for kv in GOOD.items() for x in kv if kv[0] != "--sigma-w2"], "--no-plot", "--weight-std", v],
        "'weight-std'") for v in ("", " ", "1e-320", "1e300")],
+    # an empty --input-corr was "off" (as an empty --widths is not); --threads' message left out 'auto'
+    *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--input-corr", v], "'input-corr'")
+      for v in ("", " ")],
+    (["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--threads", "0"], "'threads'"),
 ]
+
+
+def test_the_threads_message_names_auto(cwd):
+    result = _invoke(["sweep", "--no-plot", "--threads", "0"], cwd)
+    assert result.output.strip() == ("Error: The 'threads' parameter must be an int in the range [1, 100001) or auto. "
+                                     "Got '0' instead.")
+
+
+@pytest.mark.parametrize("value", [False, True, "", "0"])
+def test_a_preset_weight_std_that_is_not_a_positive_number_is_refused(value):
+    """Before: weight_std = false (and '') in a preset was taken as off; only a number 0 is."""
+    with pytest.raises(UsageError, match="'weight-std' parameter must be a float"):
+        build_config({}, {"weight_std": value})
+    assert build_config({}, {"weight_std": 0}).weight_std == 0.0
 
 
 @pytest.mark.parametrize("argv,name", OTHER_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in OTHER_CASES])
