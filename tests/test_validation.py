@@ -134,6 +134,10 @@ OTHER_CASES = [
     *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--input-corr", v], "'input-corr'")
       for v in ("", " ")],
     (["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--threads", "0"], "'threads'"),
+    # --critical-line --out FOLDER (or in no folder) was a fault (exit 3) after the work; --json beside it ignored
+    (["theory", "--act", "tanh", "--critical-line", "--out", "."], "'out'"),
+    (["theory", "--act", "tanh", "--critical-line", "--out", "no/such/folder/line.csv"], "'out'"),
+    (["theory", "--act", "tanh", "--critical-line", "--out", "line.csv", "--json"], "'json'"),
 ]
 
 

@@ -155,6 +155,11 @@ def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path]
 
     from hevar.meanfield import critical
 
+    if out_path is not None:  # before the work: a folder, or a file in no folder, is bad input, not a fault
+        common.refuse_unused("--out", "it writes the rows as CSV", json=as_json or None)
+        if Path(out_path).is_dir() or not Path(out_path).parent.is_dir():
+            what = "a file name, not a folder" if Path(out_path).is_dir() else "a file in an existing folder"
+            raise UsageError(f"The 'out' parameter must be {what}. Got '{out_path}' instead.", param="out")
     values = (critical.DEFAULT_LINE_SIGMA_B2 if sigma_b2 is None
               else config_mod.parse_grid("sigma-b2", sigma_b2, float, 0, math.inf, allow_range=True))
     if len(values) > MAX_LINE_POINTS:
