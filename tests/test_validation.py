@@ -141,6 +141,14 @@ OTHER_CASES = [
 ]
 
 
+@pytest.mark.parametrize("scale, why", [("1/sqrt(L-1)", "(undefined at L = 1)"), ("log(L-3)", "(undefined at L = 1)"),
+                                        ("L**1000", "(beyond float64 at L = 3)")])
+def test_a_branch_scale_without_a_value_at_a_depth_says_where(cwd, scale, why):
+    """Before: the message showed the expression alone, as if it were malformed."""
+    result = _invoke(["sweep", "--no-plot", "--arch", "resmlp", "--depth", "1,3", "--branch-scale", scale], cwd)
+    assert f"Got '{scale} {why}' instead." in _assert_rejected(result, "'branch-scale'")
+
+
 def test_the_threads_message_names_auto(cwd):
     result = _invoke(["sweep", "--no-plot", "--threads", "0"], cwd)
     assert result.output.strip() == ("Error: The 'threads' parameter must be an int in the range [1, 100001) or auto. "

@@ -141,17 +141,23 @@ def _evaluate(text: str, depth: int) -> float:
 
 def branch_scale(text: str, depth: int) -> float:
     """α of a canonical branch-scale text at depth L; raises :class:`UsageError` if not a finite number ≥ 0."""
+    why = ""  # why a well-formed expression has no value at this depth: 1/(L-1) at L = 1, L**1000
     try:
         value = _evaluate(text, depth)
-    except (ValueError, SyntaxError, TypeError, ArithmeticError, RecursionError):
-        value = math.nan
+    except ZeroDivisionError:
+        value, why = math.nan, "undefined"
+    except OverflowError:
+        value, why = math.nan, "beyond float64"
+    except (ValueError, SyntaxError, TypeError, ArithmeticError, RecursionError) as exc:
+        value, why = math.nan, "undefined" if "domain" in str(exc) else ""  # sqrt or log of a negative number
     if not (math.isfinite(value) and value >= 0):
         try:
             float(text)
             plain = True
         except ValueError:
             plain = False
-        shown = text if plain or math.isnan(value) else f"{text} (= {value:g} at L = {depth})"
+        shown = (f"{text} ({why} at L = {depth})" if why and not plain else
+                 text if plain or math.isnan(value) else f"{text} (= {value:g} at L = {depth})")
         raise UsageError(f"The 'branch-scale' parameter must be {BRANCH_HELP}. Got '{shown}' instead.",
                          param="branch-scale")
     return value
