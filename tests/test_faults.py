@@ -165,6 +165,52 @@ def test_plot_names_the_damaged_csv(copy, damage, file, what):
     assert not (copy / "plots").exists()
 
 
+@pytest.fixture(scope="module")
+def optional_runs(tmp_path_factory):
+    """A --jacobian sweep (spectra.csv), a residual sweep (signalprop.csv) and a training run."""
+    root = tmp_path_factory.mktemp("opt")
+    small = ["--depth", "2", "--width", "4", "--seeds", "1", "--no-plot"]
+    for name, args in (("jac", ["sweep", *small, "--batch", "2", "--sigma-w2", "2", "--jacobian", "1"]),
+                       ("res", ["sweep", *small, "--batch", "2", "--sigma-w2", "2", "--arch", "resmlp"]),
+                       ("train", ["train", *small, "--sigma-w2", "2", "--steps", "2", "--data", "teacher"])):
+        assert _invoke(*args, "--out", root / name).exit_code == 0
+    return root
+
+
+def _header_only(path, column):
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+
+
+def _drop_column(path, column):
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    j = rows[0].index(column)
+    path.write_text("".join(",".join(r[:j] + r[j + 1:]) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("run, file, damage, column, what", [
+    ("jac", "spectra.csv", _header_only, None, "is damaged: it has a header and no rows"),
+    ("jac", "spectra.csv", _drop_column, "sigma_w2_n", "is not a hevar table: missing column(s) sigma_w2_n"),
+    ("jac", "spectra.csv", _drop_column, "width", "is not a hevar table: missing column(s) width"),
+    ("res", "signalprop.csv", _header_only, None, "is damaged: it has a header and no rows"),
+    ("res", "signalprop.csv", _drop_column, "log10_channel_var", "missing column(s) log10_channel_var"),
+    ("train", "training.csv", _header_only, None, "is damaged: it has a header and no rows"),
+    ("train", "training_summary.csv", _header_only, None, "is damaged: it has a header and no rows"),
+])
+def test_plot_names_a_damaged_optional_csv(optional_runs, tmp_path, run, file, damage, column, what):
+    """Before: a header-only spectra.csv or signalprop.csv lost its figure silently (exit 0), a header-only
+    training.csv drew an empty figure with a Matplotlib warning, and spectra.csv without sigma_w2_n or
+    width was an internal error (exit 1)."""
+    copy = tmp_path / run
+    shutil.copytree(optional_runs / run, copy)
+    damage(copy / file, column)
+    line = _one_line(_invoke("plot", copy), EXIT_USAGE)
+    assert f"'{copy / file}'" in line and what in line
+    assert not (copy / "plots").exists()
+
+
 def test_leftover_temporary_files_of_a_killed_write_are_removed_on_resume(copy, reference):
     leftovers = [copy / ".layers.csv.abc123_x.tmp", copy / "points" / ".relu__L3__N8__seed0.npz.k9j8h7g6.tmp"]
     for path in leftovers:

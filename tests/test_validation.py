@@ -116,7 +116,51 @@ OTHER_CASES = [
     *[(["gains", "--act", v], "'act'") for v in ("relu,", ",", "relu,,tanh", "", "rleu")],
     *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--jobs", v], "'jobs'")
       for v in ("two", "-1", "1.5", "", "100001")],
+    # Each of these was accepted before (exit 0), or named a parameter the user did not give:
+    # --critical-line read --sigma-b2 by splitting on commas and dropping empty items ('' drew an empty
+    # table, '0.3,' one row), with no cap on the number of values; it, and --arch, ignored options silently.
+    *[(["theory", "--act", "tanh", "--critical-line", "--sigma-b2", v], "'sigma-b2'")
+      for v in ("", ",", "0.3,", "1:0:0.1", "0:1:0.0001", ",".join(str(k / 10**4) for k in range(1001)))],
+    *[(["theory", "--act", "tanh", "--critical-line", *extra], name) for extra, name in (
+        (["--q-in", "3"], "'q-in'"), (["--input-preactivation"], "'input-preactivation'"),
+        (["--sigma-w2", "2"], "'sigma-w2'"), (["--depth", "5"], "'depth'"), (["--arch", "resmlp"], "'arch'"))],
+    (["theory", "--act", "tanh", "--out", "line.csv", "--depth", "5"], "'depth'"),
+    *[([cmd, "--act", "relu", "--arch", "resmlp", *extra], name) for cmd in ("theory", "gains") for extra, name in (
+        (["--q-in", "3"], "'q-in'"), (["--input-preactivation"], "'input-preactivation'"))],
+    # --weight-std '' was off; one whose square times N_0 under- or overflows named 'sigma-w2'
+    *[(["sweep", *[x for kv in GOOD.items() for x in kv if kv[0] != "--sigma-w2"], "--no-plot", "--weight-std", v],
+       "'weight-std'") for v in ("", " ", "1e-320", "1e300")],
+    # an empty --input-corr was "off" (as an empty --widths is not); --threads' message left out 'auto'
+    *[(["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--input-corr", v], "'input-corr'")
+      for v in ("", " ")],
+    (["sweep", *[x for kv in GOOD.items() for x in kv], "--no-plot", "--threads", "0"], "'threads'"),
+    # --critical-line --out FOLDER (or in no folder) was a fault (exit 3) after the work; --json beside it ignored
+    (["theory", "--act", "tanh", "--critical-line", "--out", "."], "'out'"),
+    (["theory", "--act", "tanh", "--critical-line", "--out", "no/such/folder/line.csv"], "'out'"),
+    (["theory", "--act", "tanh", "--critical-line", "--out", "line.csv", "--json"], "'json'"),
 ]
+
+
+@pytest.mark.parametrize("scale, why", [("1/sqrt(L-1)", "(undefined at L = 1)"), ("log(L-3)", "(undefined at L = 1)"),
+                                        ("L**1000", "(beyond float64 at L = 3)")])
+def test_a_branch_scale_without_a_value_at_a_depth_says_where(cwd, scale, why):
+    """Before: the message showed the expression alone, as if it were malformed."""
+    result = _invoke(["sweep", "--no-plot", "--arch", "resmlp", "--depth", "1,3", "--branch-scale", scale], cwd)
+    assert f"Got '{scale} {why}' instead." in _assert_rejected(result, "'branch-scale'")
+
+
+def test_the_threads_message_names_auto(cwd):
+    result = _invoke(["sweep", "--no-plot", "--threads", "0"], cwd)
+    assert result.output.strip() == ("Error: The 'threads' parameter must be an int in the range [1, 100001) or auto. "
+                                     "Got '0' instead.")
+
+
+@pytest.mark.parametrize("value", [False, True, "", "0"])
+def test_a_preset_weight_std_that_is_not_a_positive_number_is_refused(value):
+    """Before: weight_std = false (and '') in a preset was taken as off; only a number 0 is."""
+    with pytest.raises(UsageError, match="'weight-std' parameter must be a float"):
+        build_config({}, {"weight_std": value})
+    assert build_config({}, {"weight_std": 0}).weight_std == 0.0
 
 
 @pytest.mark.parametrize("argv,name", OTHER_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in OTHER_CASES])
@@ -141,6 +185,31 @@ def test_one_message_for_one_option_in_every_command(cwd, option, value, expecte
         assert result.output.strip() == f"Error: The '{name}' parameter {expected}", (argv, result.output)
     result = _invoke(["theory", "--act", "relu", "--sigma-w2", "-1"], cwd)
     assert result.output.strip() == "Error: The 'sigma-w2' parameter must be a float in the range (0, inf). Got '-1' instead."
+
+
+# --- extreme values inside the documented ranges: exit 0, no warning on stderr -----------------------
+
+EXTREME = [
+    ["theory", "--act", "relu", "--q-in", "1e308"],
+    ["theory", "--act", "gelu", "--sigma-w2", "1e308", "--q-in", "1e308"],
+    ["gains", "--q-in", "1e308"],
+    ["theory", "--act", "relu", "--arch", "resmlp", "--sigma-w2", "1e300", "--depth", "300", "--json"],
+    ["sweep", "--act", "tanh,gelu", "--sigma-w2", "1e300", "--input-corr", "-1,0.5", "--jacobian", "1",
+     "--depth", "3", "--width", "4", "--seeds", "1", "--batch", "2", "--no-plot"],
+]
+
+
+@pytest.mark.parametrize("argv", EXTREME, ids=[" ".join(a[:4]) for a in EXTREME])
+def test_extreme_valid_values_give_a_report_without_warnings(cwd, argv):
+    """Before: RuntimeWarnings (several lines on stderr) from theory at --q-in 1e308 or σ_w²·N = 1e300,
+    and an internal error (exit 1: brentq on a nan c-map) for --input-corr at σ_w²·N = 1e300."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _invoke([*argv, *(["--out", "run"] if argv[0] == "sweep" else [])], cwd)
+    assert result.exit_code == 0, result.output
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
 
 
 # --- paths: --out, --resume, --config, and `hevar plot RUN_DIR` ---------------------------------------
@@ -325,6 +394,31 @@ def test_memory_guard_refuses_before_anything_is_written(cwd):
     assert least(batch=suggested) <= limit - fixed < least(batch=suggested + 1)
     assert "--dtype float32" in message
     assert _listing(cwd) == []
+
+
+@pytest.mark.parametrize("option, flags", [
+    ("n-pairs", dict(input_corr="0.5", n_pairs="4000")),
+    ("jacobian", dict(jacobian="2000")),
+    ("jacobian", dict(jacobian="2000", input_corr="0.1", n_pairs="2")),
+])
+def test_memory_guard_names_the_pair_or_jacobian_count_that_overflows(option, flags):
+    """Before: a sweep too large because of --n-pairs or --jacobian was refused naming 'batch', 'width',
+    'depth' and 'dtype' (none of which shrinks it). The suggested count must fit, and 2× it must not."""
+    from hevar.experiments import resources
+
+    cfg = build_config(dict(depth="10", width="128", seeds="1", **flags))
+    need = resources.plan_run(cfg, memory=resources.Memory(2**50, "x"), timing=False).need
+    memory = resources.Memory(need // 4, "test")
+    with pytest.raises(UsageError) as err:
+        resources.check_memory(cfg, memory=memory)
+    assert err.value.param == option and str(err.value).startswith(f"The '{option}' parameter asks"), err.value
+    suggested = int(re.search(rf"--{option} (\d+) or fewer", str(err.value)).group(1))
+    field = option.replace("-", "_")
+    resources.check_memory(build_config(dict(depth="10", width="128", seeds="1", **{**flags, field: str(suggested)})),
+                           memory=memory)
+    with pytest.raises(UsageError):
+        resources.check_memory(build_config(dict(depth="10", width="128", seeds="1",
+                                                 **{**flags, field: str(2 * suggested)})), memory=memory)
 
 
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1000, "1000 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),

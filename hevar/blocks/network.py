@@ -141,17 +141,23 @@ def _evaluate(text: str, depth: int) -> float:
 
 def branch_scale(text: str, depth: int) -> float:
     """α of a canonical branch-scale text at depth L; raises :class:`UsageError` if not a finite number ≥ 0."""
+    why = ""  # why a well-formed expression has no value at this depth: 1/(L-1) at L = 1, L**1000
     try:
         value = _evaluate(text, depth)
-    except (ValueError, SyntaxError, TypeError, ArithmeticError, RecursionError):
-        value = math.nan
+    except ZeroDivisionError:
+        value, why = math.nan, "undefined"
+    except OverflowError:
+        value, why = math.nan, "beyond float64"
+    except (ValueError, SyntaxError, TypeError, ArithmeticError, RecursionError) as exc:
+        value, why = math.nan, "undefined" if "domain" in str(exc) else ""  # sqrt or log of a negative number
     if not (math.isfinite(value) and value >= 0):
         try:
             float(text)
             plain = True
         except ValueError:
             plain = False
-        shown = text if plain or math.isnan(value) else f"{text} (= {value:g} at L = {depth})"
+        shown = (f"{text} ({why} at L = {depth})" if why and not plain else
+                 text if plain or math.isnan(value) else f"{text} (= {value:g} at L = {depth})")
         raise UsageError(f"The 'branch-scale' parameter must be {BRANCH_HELP}. Got '{shown}' instead.",
                          param="branch-scale")
     return value
@@ -365,10 +371,11 @@ def stack_report(arch: str, act: Activation, depth: int, sigma_w2_n: float, sigm
     net = build(arch, act, depth, branch_scale_text)
     log_q, log_qt = _trajectories(net, depth, sigma_w2_n, sigma_b2)
     residual = parse_arch(arch).residual
-    layers = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
-                   forward_factor=None if l == 0 else float(np.exp(log_q[l] - log_q[l - 1])),
-                   backward_factor=None if l == 0 else float(np.exp(log_qt[l - 1] - log_qt[l])))
-              for l in range(depth)]
+    with np.errstate(over="ignore"):  # qˡ, q̃ˡ beyond float64 are reported as inf
+        layers = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
+                       forward_factor=None if l == 0 else float(np.exp(log_q[l] - log_q[l - 1])),
+                       backward_factor=None if l == 0 else float(np.exp(log_qt[l - 1] - log_qt[l])))
+                  for l in range(depth)]
     return dict(arch=net.arch, activation=act.name, depth=depth, sigma_w2_n=float(sigma_w2_n), sigma_b2=float(sigma_b2),
                 branch_scale=branch_scale(branch_scale_text, depth) if residual else None,
                 log10_q_ratio=float((log_q[-1] - log_q[0]) / math.log(10)),

@@ -323,13 +323,16 @@ def _apply_weight_std(values: dict[str, Any], origin: Mapping[str, str]) -> None
     """``--weight-std STD``: one raw weight std for every layer (He et al. 2015's 0.01), run as mode
     ``fixed`` (σ_{w,l}² = σ_w²·N / N_0) at σ_w²·N = STD²·N_0; it replaces --sigma-w2 and --mode."""
     raw = values.get("weight_std")
-    if raw in (None, 0, 0.0, ""):
+    if raw is None or (type(raw) in (int, float) and raw == 0):  # off (the default; a preset's 0); "" is not
         return
     std = _number("weight-std", raw, float, 0, math.inf, lo_open=True)
     widths = parse_grid("width", values["width"], int, 1, 100_001)
     if len(widths) != 1:
         raise _bad("width", "one width with --weight-std (σ_w²·N = STD²·N_0 needs one N_0)",
                    values["width"] if isinstance(values["width"], str) else ",".join(map(str, widths)))
+    if not 0 < std * std * widths[0] < math.inf:  # STD² under- or overflows: not a weight variance
+        raise _bad("weight-std", f"a float in the range (0, inf) whose square times N_0 = {widths[0]} is a positive "
+                   "finite σ_w²·N", raw)
     implied = {"sigma_w2": (std * std * widths[0],), "mode": ("fixed",)}
     for name, field in (("sigma-w2", "sigma_w2"), ("mode", "mode")):
         if field in origin:  # a manifest being resumed records the values --weight-std implies: those agree

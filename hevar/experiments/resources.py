@@ -30,6 +30,8 @@ reductions, per row written. It is an estimate (within a factor of about two on 
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 import os
@@ -306,6 +308,8 @@ def check_memory(config: SweepConfig, workers: int = 1, memory: Memory | None = 
         least = task_memory(config, act, depth, width, budget=1)
         fit = int((memory.available - plan.rows_bytes - this) // (INTERPRETER_BYTES + least))
         hints = [f"--jobs {fit} or fewer" if fit >= 2 else "--jobs 1"]
+    elif _extras_option(config, act, depth, width):  # --n-pairs or --jacobian: the measurement after the pass
+        names, param, hints = _extras_refusal(config, act, depth, width, plan, workers)
     else:
         names, param = "'batch', 'width', 'depth' and 'dtype' parameters ask", "batch"
         room = memory.available - plan.rows_bytes - plan.interpreter_bytes
@@ -329,6 +333,44 @@ def check_memory(config: SweepConfig, workers: int = 1, memory: Memory | None = 
     raise UsageError(
         f"The {names} for more memory than is available: {parts}; {_size(plan.need)} in all (engine and row "
         f"estimates), but {_size(memory.available)} is available ({memory.source}). Try {advice}.", param=param)
+
+
+def _task_widths(config: SweepConfig, depth: int, width: int) -> tuple[int, ...]:
+    from hevar.engine.init import layer_widths
+
+    return layer_widths(config.widths, depth) if config.widths else (width,) * (depth + 1)
+
+
+def _extras_option(config: SweepConfig, act: str, depth: int, width: int) -> str | None:
+    """"n-pairs" or "jacobian" where that opt-in measurement sets the largest task's peak (it runs after
+    the main pass, on every configuration at once: --batch and --dtype do not shrink it), else None."""
+    from hevar.experiments.pairsweep import extras_memory
+
+    widths, k = _task_widths(config, depth, width), len(config.sigma_w2) * len(config.sigma_b2)
+    extras = extras_memory(config, widths, k)
+    if not extras or extras < task_memory(config, act, depth, width):
+        return None
+    pairs = extras_memory(dataclasses.replace(config, jacobian=0), widths, k) if config.input_corr else 0
+    return "n-pairs" if pairs >= extras else "jacobian"
+
+
+def _extras_refusal(config: SweepConfig, act: str, depth: int, width: int, plan: "RunPlan",
+                    workers: int) -> tuple[str, str, list[str]]:
+    """(names, param, hints) of a refusal whose largest part is the pair or Jacobian measurement: its
+    bytes are linear in --n-pairs (--jacobian), so the largest count that fits is a proportion."""
+    from hevar.experiments.pairsweep import extras_memory
+
+    option = _extras_option(config, act, depth, width)
+    field = option.replace("-", "_")
+    count = getattr(config, field)
+    widths, k = _task_widths(config, depth, width), len(config.sigma_w2) * len(config.sigma_b2)
+    other = dict(jacobian=0) if field == "n_pairs" else dict(input_corr=())
+    per_unit = extras_memory(dataclasses.replace(config, **other), widths, k) / count
+    room = (plan.memory.available - plan.rows_bytes - plan.interpreter_bytes) / max(workers, 1)
+    fit = int(room // per_unit) if per_unit > 0 else 0
+    hints = [f"--{option} {fit} or fewer" if fit >= 1 else f"--{option} 1"]
+    hints += ["a shorter σ_w²·N × σ_b² grid (all measured at once)"] + (["fewer --jobs"] if workers > 1 else [])
+    return f"'{option}' parameter asks", option, hints
 
 
 # --- time -------------------------------------------------------------------------------------------

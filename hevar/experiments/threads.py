@@ -57,11 +57,15 @@ class ThreadPlan(NamedTuple):
 
 def parse_threads(raw: Any) -> int | None:
     """``--threads``: BLAS threads per process, an int ≥ 1, or None (the policy decides)."""
-    from hevar.experiments.config import MAX_COUNT, _number
+    from hevar.errors import UsageError
+    from hevar.experiments.config import MAX_COUNT, _bad, _number
 
     if raw is None or (isinstance(raw, str) and raw.strip().lower() == "auto"):
         return None
-    return _number("threads", raw, int, 1, MAX_COUNT + 1)
+    try:
+        return _number("threads", raw, int, 1, MAX_COUNT + 1)
+    except UsageError:  # the message names the word it also takes
+        raise _bad("threads", f"an int in the range [1, {MAX_COUNT + 1}) or auto", raw) from None
 
 
 def decide(config, jobs: int | None = None, threads: int | None = None, *, scheduler: str | None = None,

@@ -186,6 +186,10 @@ def _chaotic_fixed_point(act: Activation, s: float, sigma_b2: float, q_star: flo
         return float(c_map(act, c, s, sigma_b2, q_star)) - c
 
     lo = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        ends = gap(lo), gap(1 - 1e-3)
+    if not all(map(math.isfinite, ends)):  # s·E[φφ] overflows (σ_w²·N near float64's limit): c* not resolved
+        return math.nan
     if gap(lo) <= 0:  # M(0) = 0: odd φ without bias
         return 0.0
     delta = 1e-3

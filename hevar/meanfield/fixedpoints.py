@@ -57,8 +57,9 @@ def _log_ratio_error(s: Array, v: Array, sigma_b2: float) -> Array:
     sign is rounding noise: where s·V(q)/q → 1 as q → ∞ (s = 1/G(∞), σ_b² = 0, e.g. gelu or softplus
     at s = 2), r sinks into it for q ≳ 1e6–1e10 and flips sign at random.
     """
-    sv = np.asarray(s * v, dtype=float)
-    total = sv + sigma_b2
+    with np.errstate(over="ignore", invalid="ignore"):  # s·V = inf for a huge σ_w²·N: share nan, no sign counts
+        sv = np.asarray(s * v, dtype=float)
+        total = sv + sigma_b2
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(total > 0, sv / np.where(total > 0, total, 1.0), 1.0)
     return V_RTOL * share + 4 * np.finfo(float).eps
@@ -185,8 +186,9 @@ def _stationary_points(act: Activation, s: Array, sigma_b2: float) -> tuple[Arra
     """
     s = np.atleast_1d(np.asarray(s, dtype=float))
     t, hv, err = _h_table(act)
-    d = s[:, None] * hv[None, :] - sigma_b2
-    e = s[:, None] * err[None, :] + 4 * np.finfo(float).eps * (np.abs(s[:, None] * hv[None, :]) + sigma_b2)
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge σ_w²·N: d and e overflow, sign 0 there
+        d = s[:, None] * hv[None, :] - sigma_b2
+        e = s[:, None] * err[None, :] + 4 * np.finfo(float).eps * (np.abs(s[:, None] * hv[None, :]) + sigma_b2)
     sign = np.where(d > e, 1, np.where(d < -e, -1, 0))
     rows, cols = np.nonzero(sign)  # row-major: by s, then by t
     pair = (rows[:-1] == rows[1:]) & (sign[rows[:-1], cols[:-1]] != sign[rows[1:], cols[1:]])
@@ -411,7 +413,8 @@ def _attractor(act: Activation, s: Array, sigma_b2: float, q_in: float) -> Array
     q¹ with r unresolved is itself q* (to rounding), or ∞ when it lies in that unbounded band.
     """
     s = np.asarray(s, dtype=float)
-    q1 = s * q_in + sigma_b2
+    with np.errstate(over="ignore"):  # a huge s·q_in is q¹ = inf: a diverging start
+        q1 = s * q_in + sigma_b2
     lim = limits(act)
     sign1 = np.where(q1 > 0, _resolved_sign(act, np.where(q1 > 0, q1, 1.0), s, sigma_b2), 1)
     if sigma_b2 == 0 and lim.phi0 == 0:
@@ -513,7 +516,8 @@ def chi1_curve(act: Activation, s_grid: Array, sigma_b2: float, q_in: float = 1.
     s = np.atleast_1d(np.asarray(s_grid, dtype=float))
     if act.homogeneous:
         a = s * float(V(act, 1.0))
-        q1 = s * q_in + sigma_b2
+        with np.errstate(over="ignore"):  # q¹ = inf for a huge s·q_in
+            q1 = s * q_in + sigma_b2
         with np.errstate(divide="ignore", invalid="ignore"):
             q_star = np.where(a < 1, sigma_b2 / (1 - a), np.inf)
         q_star = np.where((a == 1) & (sigma_b2 == 0), q1, q_star)

@@ -101,9 +101,10 @@ def predicted_moments(act: Activation, s: float, sigma_b2: float, depth: int, di
     L = int(depth)
     log_q = theory.log_q_trajectory(act, np.full(L, float(s)), sigma_b2, q_in)
     if L > 1:
-        g2, g4 = dphi_moments(act, np.exp(log_q[:-1]))
-        log_g = float(np.sum(np.log(g2)))
-        from_dphi = float(np.sum(g4 / (g2 * g2) - 1))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # G(qˡ) = 0 (tanh's qˡ → ∞): ln m₁ = -inf
+            g2, g4 = dphi_moments(act, np.exp(log_q[:-1]))
+            log_g = float(np.sum(np.log(g2)))
+            from_dphi = float(np.sum(g4 / (g2 * g2) - 1))
     else:
         log_g, from_dphi = 0.0, 0.0
     from_weights = L * weight_relative_variance(dist)

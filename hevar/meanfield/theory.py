@@ -120,7 +120,7 @@ def log_q_trajectory(act: Activation, s_in: Array, sigma_b2: float, q_in: float 
     s_in = np.asarray(s_in, dtype=float)
     out = np.empty(s_in.shape)
     log_b = np.log(sigma_b2) if sigma_b2 > 0 else -np.inf
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # s·q_in beyond float64: ln q¹ = inf
         log_q = np.logaddexp(np.log(s_in[0] * q_in), log_b)
     out[0] = log_q
     out[1:] = log_q_continue(act, log_q, s_in[1:], sigma_b2)
@@ -204,7 +204,8 @@ def log_q_tilde_trajectory(act: Activation, s_out: Array, log_q: Array, log_q_ti
     out = np.empty(L)
     out[L - 1] = log_q_tilde_top
     if L > 1:
-        g = G(act, np.exp(np.asarray(log_q[:-1], dtype=float)))
+        with np.errstate(over="ignore"):  # qˡ = inf where ln qˡ is beyond float64 (G has its limit there)
+            g = G(act, np.exp(np.asarray(log_q[:-1], dtype=float)))
         with np.errstate(divide="ignore", invalid="ignore"):
             steps = np.log(np.asarray(s_out[:-1], dtype=float) * g)
         out[:-1] = log_q_tilde_top + np.cumsum(steps[::-1])[::-1]
@@ -332,9 +333,10 @@ def report(act: Activation, sigma_b2: float = 0.0, sigma_w2_n: float | None = No
     s_layers = np.full(int(depth), s)
     log_q = log_q_trajectory(act, s_layers, sigma_b2, q_in)
     log_qt = log_q_tilde_trajectory(act, s_layers, log_q, 0.0)
-    chis = chi(act, np.exp(log_q), s)
-    out["layers"] = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
-                          chi=float(chis[l])) for l in range(int(depth))]
+    with np.errstate(over="ignore"):  # qˡ, q̃ˡ beyond float64 are reported as inf
+        chis = chi(act, np.exp(log_q), s)
+        out["layers"] = [dict(layer=l + 1, q=float(np.exp(log_q[l])), q_tilde=float(np.exp(log_qt[l])),
+                              chi=float(chis[l])) for l in range(int(depth))]
     return out
 
 

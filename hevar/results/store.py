@@ -262,10 +262,11 @@ def write_json(path: Path, obj: Any) -> None:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def read_table(path: Path, required: Sequence[str] = ()) -> dict[str, np.ndarray]:
+def read_table(path: Path, required: Sequence[str] = (), nonempty: bool = False) -> dict[str, np.ndarray]:
     """Read a hevar CSV into columns: numeric columns as float arrays (empty cell → nan),
     string columns as object arrays. Raises :class:`UsageError` if the file is missing,
-    unreadable, or lacks a ``required`` column."""
+    unreadable, or lacks a ``required`` column, or (``nonempty``: a table hevar writes only with
+    rows) has a header and no rows."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -284,6 +285,8 @@ def read_table(path: Path, required: Sequence[str] = ()) -> dict[str, np.ndarray
     if missing:
         raise UsageError(f"'{path}' is not a hevar table: missing column(s) {', '.join(missing)}.")
     rows = list(reader)
+    if nonempty and not rows:
+        raise UsageError(f"'{path}' is damaged: it has a header and no rows (hevar writes it only with rows).")
     if any(len(r) != len(header) for r in rows):
         bad = next(i for i, r in enumerate(rows, start=2) if len(r) != len(header))
         raise UsageError(f"'{path}' is malformed: line {bad} has the wrong number of fields.")
@@ -325,7 +328,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
 def read_signalprop(run_dir: Path) -> dict[str, np.ndarray] | None:
     """The ``signalprop.csv`` table of a run folder, or None (a run without residual blocks)."""
     path = Path(run_dir) / TABLES["signalprop"][0]
-    return read_table(path, ("layer", "channel_mean2", "channel_var", "branch_var")) if path.exists() else None
+    return read_table(path, SIGNALPROP_COLUMNS, nonempty=True) if path.exists() else None  # written only with rows
 
 
 def read_crossings(run_dir: Path) -> dict[str, np.ndarray] | None:
@@ -341,9 +344,7 @@ def read_spectra(run_dir: Path) -> dict[str, np.ndarray] | None:
     path = Path(run_dir) / "spectra.csv"
     if not path.exists():
         return None
-    # every column spectrum.png reads by name (hevar.views.figures.spectra), so a damaged file is one line
-    return read_table(path, ("config_id", "activation", "depth", "width", "sigma_w2_n", "sigma_b2", "seed_index",
-                             "quantile", "log10_sv2"))
+    return read_table(path, SPECTRA_COLUMNS, nonempty=True)  # new with --jacobian: every column, and rows
 
 
 def _check_layers_match_summary(run_dir: Path, layers: Mapping[str, np.ndarray], summary: Mapping[str, np.ndarray]) -> None:

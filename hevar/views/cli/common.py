@@ -126,6 +126,21 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def no_float_warnings(fn: Callable) -> Callable:
+    """Run a mean-field command (`theory`, `gains`) with NumPy's floating-point warnings off: an
+    extreme input (--q-in 1e308, --sigma-w2 1e300) overflows somewhere inside, and the report shows
+    what that means (∞, —); a RuntimeWarning on stderr would only break the one-line output."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def one_line(exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message[:300]}" if message else type(exc).__name__
@@ -172,17 +187,21 @@ def elide(rows: list) -> list:
 
 
 def parse_q_in(raw: Optional[str]) -> float:
-    """--q-in of `hevar theory` and `hevar gains`: a float in (0, inf), 1 when not given."""
+    """--q-in of `hevar theory` and `hevar gains`: a float in (0, inf), 1 when not given (the
+    validator `hevar sweep --q-in` uses)."""
     if raw is None:
         return 1.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"The 'q-in' parameter must be a float in the range (0, inf). Got {raw!r} instead.",
-                         param="q-in")
-    return value
+    return config_mod._number("q-in", raw, float, 0, math.inf, lo_open=True)
+
+
+def refuse_unused(mode: str, why: str, **given: Any) -> None:
+    """A :class:`UsageError` for the first option of ``given`` (name as the user writes it, with
+    ``_`` for ``-`` → value; None or False: not given) that ``mode`` would otherwise ignore silently."""
+    for name, value in given.items():
+        if value is not None and value is not False:
+            shown = "given" if value is True else str(value)
+            raise UsageError(f"The '{name.replace('_', '-')}' parameter must be left out with {mode} ({why}). "
+                             f"Got '{shown}' instead.", param=name.replace("_", "-"))
 
 
 def render(run_dir: Path, formats: tuple[str, ...] = ("png",), after_sweep: bool = False,

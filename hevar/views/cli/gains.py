@@ -17,6 +17,7 @@ store = common.store
 
 
 @common.user_errors
+@common.no_float_warnings
 def gains_command(
     act: Optional[str] = typer.Option(None, "--act", metavar="LIST",
         help="Activation(s), comma-separated (see `hevar activations`). [default: every built-in one]"),
@@ -51,6 +52,8 @@ def gains_command(
     from hevar.meanfield.activations import parse_activation
 
     if arch is not None or sigma_w2 is not None or branch_scale is not None:
+        common.refuse_unused("--arch", "a stack's maps start from a unit input, q_in = 1, not activated",
+                             q_in=q_in, input_preactivation=input_preactivation)
         _gains_stack(act, arch, sigma_w2, sigma_b2, depth, branch_scale, as_json)
         return
     acts = None if act is None else [parse_activation(a) for a in config_mod.parse_acts(act)]

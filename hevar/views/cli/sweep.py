@@ -103,6 +103,8 @@ def sweep(
                  q_in=q_in, input_preactivation=input_preactivation, weight_std=weight_std)
     if widths is not None and not widths.strip():  # an empty profile is a mistake, not "no profile"
         init.parse_widths(widths)
+    if input_corr is not None and not input_corr.strip():  # likewise an empty --input-corr (a preset's [] is off)
+        config_mod.parse_grid("input-corr", input_corr, float, -1.0, 1.0, allow_range=True)
     preset = config_mod.read_preset(config) if config is not None else {}
     cfg = config_mod.build_config(flags, preset)
     jobs_n, threads_n = None if jobs is None else config_mod.parse_jobs(jobs), thread_policy.parse_threads(threads)

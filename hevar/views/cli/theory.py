@@ -19,6 +19,7 @@ store = common.store
 
 
 @common.user_errors
+@common.no_float_warnings
 def theory_command(
     act: str = typer.Option(..., "--act", metavar="ACT",
         help="One activation: relu, tanh, leaky_relu:SLOPE, … (see `hevar activations`)."),
@@ -30,7 +31,7 @@ def theory_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (nan → null, ±inf → \"inf\"/\"-inf\")."),
     critical_line: bool = typer.Option(False, "--critical-line",
         help="Print the whole critical line χ₁ = 1 instead: every fixed point with χ₁ = 1, stable or unstable, at "
-        "each σ_b² of --sigma-b2 (a comma list here) [default: 0, 0.05, …, 1]."),
+        "each σ_b² of --sigma-b2 (a comma list or start:stop:step here, at most 1000 values) [default: 0, 0.05, …, 1]."),
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
         help="With --critical-line: write the rows to FILE as CSV instead of printing them."),
     arch: Optional[str] = typer.Option(None, "--arch", metavar="SPEC",
@@ -54,12 +55,17 @@ def theory_command(
 
     activation = parse_activation(config_mod.parse_acts(act, one="theory")[0])
     if critical_line or out_path is not None:
+        common.refuse_unused("--critical-line (or its --out)", "the line is every fixed point with χ₁ = 1 at each σ_b², whatever "
+                             "the input or depth", sigma_w2=sigma_w2, depth=depth, arch=arch, branch_scale=branch_scale,
+                             q_in=q_in, input_preactivation=input_preactivation)
         _critical_line(activation, sigma_b2, out_path, as_json)
         return
     if arch is not None or branch_scale is not None:
         from hevar.blocks import network
 
         if network.parse_arch(arch or "mlp").text != "mlp" or branch_scale is not None:
+            common.refuse_unused("--arch", "a stack's maps start from a unit input, q_in = 1, not activated",
+                                 q_in=q_in, input_preactivation=input_preactivation)
             _theory_stack(activation, arch or "mlp", branch_scale, sigma_w2, sigma_b2, depth, as_json)
             return
     report = theory.report(activation, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
@@ -140,14 +146,25 @@ def theory_command(
     common.out.print(layers)
 
 
+MAX_LINE_POINTS = 1000  # σ_b² values of one --critical-line (about 50 ms each: under a minute)
+
+
 def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path], as_json: bool) -> None:
     """`hevar theory --critical-line`: the rows of critical.critical_line_rows, printed or written."""
     import json
 
     from hevar.meanfield import critical
 
+    if out_path is not None:  # before the work: a folder, or a file in no folder, is bad input, not a fault
+        common.refuse_unused("--out", "it writes the rows as CSV", json=as_json or None)
+        if Path(out_path).is_dir() or not Path(out_path).parent.is_dir():
+            what = "a file name, not a folder" if Path(out_path).is_dir() else "a file in an existing folder"
+            raise UsageError(f"The 'out' parameter must be {what}. Got '{out_path}' instead.", param="out")
     values = (critical.DEFAULT_LINE_SIGMA_B2 if sigma_b2 is None
-              else tuple(config_mod.parse_sigma_b2(v) for v in str(sigma_b2).split(",") if v.strip()))
+              else config_mod.parse_grid("sigma-b2", sigma_b2, float, 0, math.inf, allow_range=True))
+    if len(values) > MAX_LINE_POINTS:
+        raise UsageError(f"The 'sigma-b2' parameter must hold at most {MAX_LINE_POINTS} values with --critical-line "
+                         f"(each takes about 50 ms). Got {len(values)} values instead.", param="sigma-b2")
     rows = critical.critical_line_rows(activation, values)
     if out_path is not None:
         store.write_csv(out_path, critical.CRITICAL_LINE_COLUMNS, rows)

@@ -131,8 +131,8 @@ def render_training_run(run_dir, formats: tuple[str, ...] = ("png",)) -> list:
     from hevar.views.figures.trainability import trainability_figure
 
     run_dir = Path(run_dir)
-    training = store.read_table(run_dir / "training.csv", TRAINING_COLUMNS)
-    summary = store.read_table(run_dir / "training_summary.csv", SUMMARY_COLUMNS)
+    training = store.read_table(run_dir / "training.csv", TRAINING_COLUMNS, nonempty=True)  # a row per evaluation
+    summary = store.read_table(run_dir / "training_summary.csv", SUMMARY_COLUMNS, nonempty=True)
     manifest = store.read_manifest(run_dir)
     chance = float(summary["chance"][0]) if len(summary["chance"]) else None
     figures = {"training": training_figure(training, chance, training_title(manifest))}
