@@ -235,3 +235,24 @@ def test_bad_q_in_for_gains_is_one_line(bad):
 
     r = CliRunner().invoke(app, ["gains", "--act", "relu", "--q-in", bad])
     assert r.exit_code == 2 and "'q-in' parameter must be a float in the range (0, inf)" in r.output
+
+
+def test_a_long_gains_run_says_how_long_first(monkeypatch):
+    """`hevar gains --depth 100000` runs for an hour over the built-in activations: it must say so
+    before starting. The estimate is linear in the depth and follows how each V(q) is computed."""
+    acts = [parse_activation(a) for a in ("relu", "gelu", "tanh")]
+    one = gains.estimate_seconds(acts, 1000)
+    assert gains.estimate_seconds(acts, 2000) == pytest.approx(2 * one)
+    assert one == pytest.approx(1000 * sum(gains.SECONDS_PER_LAYER.values()))  # one of each kind
+    assert gains.estimate_seconds(None, 100_000) > 1800  # the issue's case: more than half an hour
+
+    from hevar.views import cli
+    from hevar.views.cli import gains as gains_cli
+
+    monkeypatch.setattr(gains_cli, "LONG_S", 0.0)  # every run counts as long: the note must appear
+    result = CliRunner().invoke(cli.app, ["gains", "--act", "relu", "--depth", "5"])
+    assert result.exit_code == 0
+    assert "Note: about" in result.stderr and "5 layers" in result.stderr
+    monkeypatch.setattr(gains_cli, "LONG_S", 1e9)
+    result = CliRunner().invoke(cli.app, ["gains", "--act", "relu", "--depth", "5"])
+    assert result.exit_code == 0 and "Note:" not in result.stderr

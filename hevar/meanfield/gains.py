@@ -347,6 +347,18 @@ def builtin_activations() -> list[Activation]:
     return [parse_activation(name) for name in FAMILIES]
 
 
+# Seconds per layer of the depth criterion (root finding over σ_w²·N, a whole trajectory per try) on a
+# 2-core development machine: a V(q) by quadrature, a closed-form V, a homogeneous φ (run in logs).
+SECONDS_PER_LAYER = {"quadrature": 5.5e-3, "closed_form": 1.6e-3, "homogeneous": 0.7e-3}
+
+
+def estimate_seconds(acts: Sequence[Activation] | None, depth: int) -> float:
+    """A rough run time of :func:`gains_table` (linear in the depth: ``hevar gains`` warns when it is long)."""
+    acts = builtin_activations() if acts is None else list(acts)
+    kind = ["homogeneous" if a.homogeneous else "closed_form" if a.V is not None else "quadrature" for a in acts]
+    return float(depth) * sum(SECONDS_PER_LAYER[k] for k in kind)
+
+
 def gains_table(acts: Sequence[Activation] | None = None, sigma_b2: float = 0.0,
                 depth: int = DEFAULT_DEPTH, q_in: float = 1.0, input_preactivation: bool = False) -> GainsTable:
     """:func:`activation_gains` for each activation (default: :func:`builtin_activations`)."""

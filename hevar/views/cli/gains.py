@@ -57,9 +57,14 @@ def gains_command(
         _gains_stack(act, arch, sigma_w2, sigma_b2, depth, branch_scale, as_json)
         return
     acts = None if act is None else [parse_activation(a) for a in config_mod.parse_acts(act)]
-    table = gains.gains_table(acts, sigma_b2=config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0),
-                              depth=config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH),
-                              q_in=common.parse_q_in(q_in), input_preactivation=input_preactivation)
+    L = config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH)
+    b2, q = config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0), common.parse_q_in(q_in)
+    seconds = gains.estimate_seconds(acts, L)
+    if seconds > LONG_S:  # the depth criterion follows all L layers, for every activation
+        common.err.print(f"Note: about {_duration(seconds)} of work (the depth criterion follows all {L} layers for "
+                         "each activation); fewer --act or a smaller --depth is faster.", markup=False,
+                         highlight=False, soft_wrap=True)
+    table = gains.gains_table(acts, sigma_b2=b2, depth=L, q_in=q, input_preactivation=input_preactivation)
     if as_json:
         common.out.print(json.dumps(store.json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
                   soft_wrap=True)
@@ -152,6 +157,13 @@ def _gains_stack(act: Optional[str], arch: Optional[str], sigma_w2: Optional[str
         common.out.print(f"Measure it: hevar sweep --act {r['activation']} --arch {result['arch']} --depth {L} "
                   f"--sigma-w2 {common.num(r['sigma_w2_n'])} --branch-scale {common.num(r['branch_scale_for_factor'])}",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+LONG_S = 30.0  # estimated seconds above which `hevar gains` says how long it will take
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _critical_of(act, sigma_b2: float) -> float:
