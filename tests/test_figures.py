@@ -71,3 +71,18 @@ def test_format_is_checked_before_any_work(tmp_path):
     result = CliRunner().invoke(app, ["sweep", "--format", "gif", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "The 'format' parameter must be a comma list of png, svg, pdf" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_critical_point_outside_the_swept_range_keeps_the_layout(tmp_path):
+    """tanh's critical σ_w²·N (1 at σ_b² = 0) outside a sweep of 2 alone: its label sat outside the axes
+    and constrained layout gave up (a Matplotlib warning, legends cut off)."""
+    import warnings
+
+    run = tmp_path / "r"
+    result = CliRunner().invoke(app, ["sweep", "--act", "relu,tanh", "--depth", "3", "--width", "8", "--sigma-w2", "2",
+                                      "--seeds", "1", "--no-plot", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" is a UserWarning
+        written = figures.render_run(run)
+    assert any(p.name == "stability.png" for p in written)

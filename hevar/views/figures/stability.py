@@ -156,7 +156,7 @@ def plot_stability(ax: Axes, summary: Table, theory: Table | None = None, crossi
         return drawn
 
     artists += draw(ax, labelled=True)
-    if np.isfinite(s_crit):
+    if np.isfinite(s_crit) and x_lo <= s_crit <= x_hi:  # outside, the label would squeeze the layout to nothing
         text = "2/N" if activation == "relu" and abs(s_crit - 2.0) < 1e-9 else f"{s_crit:.3g}"
         artists.append(ax.annotate(text, xy=(s_crit, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -4),
                                    textcoords="offset points", ha="left", va="top", fontsize=_NOTE_SIZE + 1,
