@@ -582,3 +582,15 @@ def test_activation_parser_is_canonical_or_a_usage_error(text):
     again = parse_activation(act.name)
     assert again.name == act.name
     assert parse_activation(again.name).name == act.name
+
+
+def test_a_huge_bad_value_is_given_back_cut_to_its_ends():
+    """A 100 000-character --arch is refused in one line a person can read: the value's ends and its length."""
+    from hevar.views.cli import common
+
+    result = runner.invoke(cli.app, ["sweep", "--arch", "a" * 50_000 + "b" * 50_000, "--no-plot"])
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and len(line) < 800, len(line)
+    assert "'arch'" in line and "(100002 characters)" in line and "aaaa…" in line and "bbbb'" in line
+    assert common.shorten("short 'value' stays") == "short 'value' stays"

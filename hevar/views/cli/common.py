@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import math
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -58,8 +59,21 @@ def _debug() -> bool:
     return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+_LONG_WORD = re.compile(r"\S{160,}")
+
+
+def shorten(message: str) -> str:
+    """``message`` on one line, any run of over 160 non-blank characters cut to its ends: a 100 000-character
+    --arch given back whole would still be one line, but not one a person reads."""
+    def cut(m: re.Match) -> str:
+        word = m.group(0)
+        return f"{word[:60]}…{word[-20:]} ({len(word)} characters)"
+
+    return _LONG_WORD.sub(cut, " ".join(message.split()))
+
+
 def fail(message: str, code: int) -> NoReturn:
-    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+    err.print(shorten(message), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -80,7 +94,7 @@ class OneLineErrors(typer.core.TyperGroup):
                 err.print(exc.format_message(), markup=False, highlight=False)
                 code = EXIT_USAGE
             else:
-                message = " ".join(exc.format_message().split()).rstrip(".")
+                message = shorten(exc.format_message()).rstrip(".")
                 where = f" See '{ctx.command_path} --help'." if ctx is not None else ""
                 err.print(f"Error: {message}.{where}", markup=False, highlight=False, soft_wrap=True)
                 code = exc.exit_code if ctx is None else EXIT_USAGE
