@@ -594,3 +594,12 @@ def test_a_huge_bad_value_is_given_back_cut_to_its_ends():
     assert "\n" not in line and len(line) < 800, len(line)
     assert "'arch'" in line and "(100002 characters)" in line and "aaaa…" in line and "bbbb'" in line
     assert common.shorten("short 'value' stays") == "short 'value' stays"
+
+
+def test_a_different_configuration_in_the_folder_names_an_unset_option_as_not_set(tmp_path):
+    base = ["sweep", "--act", "relu", "--depth", "3", "--width", "8", "--seeds", "2", "--no-plot",
+            "--out", str(tmp_path / "r")]
+    assert runner.invoke(cli.app, base + ["--jacobian", "2"]).exit_code == 0
+    result = runner.invoke(cli.app, base)
+    assert result.exit_code == 2
+    assert "jacobian 2 there, not set here" in result.stderr and "None" not in result.stderr

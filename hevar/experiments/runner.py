@@ -91,7 +91,10 @@ def reconcile(cfg: SweepConfig, run_dir: Path | None, *, resume: bool, given: bo
                          f"{__version__}. Finish it with hevar {made_by}, or start a new --out folder.", param=name)
     if given and previous != cfg:
         was, now_ = previous.to_dict(), cfg.to_dict()
-        diff = ", ".join(f"{k} {was.get(k)} there, {now_.get(k)} here" for k in {**was, **now_}
+        def shown(v: Any) -> str:
+            return "not set" if v is None else str(v)
+
+        diff = ", ".join(f"{k} {shown(was.get(k))} there, {shown(now_.get(k))} here" for k in {**was, **now_}
                          if was.get(k) != now_.get(k))
         raise UsageError(f"The '{name}' parameter names a run folder made with a different configuration ({run_dir}: "
                          f"{diff}); use --resume RUN_DIR alone, or a new --out folder.", param=name)
