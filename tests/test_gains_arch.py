@@ -69,3 +69,15 @@ def test_bad_input_is_one_line(args, param):
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and f"'{param}'" in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_theory_arch_says_how_long_a_deep_stack_takes(monkeypatch):
+    """`hevar theory --arch preln-resmlp --act tanh --depth 5000` takes about half a minute: say so first."""
+    from hevar.views.cli import theory as theory_cli
+
+    monkeypatch.setattr(theory_cli, "SECONDS_PER_BLOCK", (10.0, 10.0))  # every depth counts as long
+    result = CliRunner().invoke(app, ["theory", "--arch", "resmlp", "--act", "relu", "--depth", "4"])
+    assert result.exit_code == 0 and "Note: about 40 s" in result.stderr and "all 4 blocks" in result.stderr
+    monkeypatch.setattr(theory_cli, "SECONDS_PER_BLOCK", (1e-9, 1e-9))
+    result = CliRunner().invoke(app, ["theory", "--arch", "resmlp", "--act", "relu", "--depth", "4"])
+    assert result.exit_code == 0 and "Note:" not in result.stderr

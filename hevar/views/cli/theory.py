@@ -184,6 +184,11 @@ def _critical_line(activation, sigma_b2: Optional[str], out_path: Optional[Path]
     common.out.print(table)
 
 
+# seconds per block of `hevar theory --arch` on a 2-core development machine (tanh, preln-resmlp at
+# L = 5000: 36 s): V(q) by quadrature, and a closed-form V
+SECONDS_PER_BLOCK = (7e-3, 3e-3)
+
+
 def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sigma_b2, depth, as_json: bool) -> None:
     """`hevar theory --arch`: the composed maps of a stack (hevar.blocks.network.stack_report)."""
     import json
@@ -198,6 +203,10 @@ def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sig
     if not math.isfinite(s):
         raise UsageError("The 'sigma-w2' parameter must be given for this activation (it has no critical σ_w²·N to "
                          "default to). Got nothing instead.", param="sigma-w2")
+    seconds = L * (SECONDS_PER_BLOCK[0] if activation.V is None else SECONDS_PER_BLOCK[1])
+    if seconds > 30:  # the maps follow every block, each by quadrature where V has no closed form
+        common.err.print(f"Note: about {seconds:.0f} s of work (the block maps follow all {L} blocks); a smaller "
+                         "--depth is faster.", markup=False, highlight=False, soft_wrap=True)
     report = network.stack_report(cfg.arch, activation, L, s, b, cfg.branch_scale)
     if as_json:
         common.out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
