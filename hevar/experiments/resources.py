@@ -175,7 +175,8 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as people read them: \"40 s\", \"12 min\", \"1.5 h\", \"3 days\"."""
     if seconds < 60:
         return f"{max(seconds, 1):.0f} s"
     if seconds < 3600:
@@ -231,7 +232,7 @@ class RunPlan:
         available = (f"{_size(self.memory.available)} available ({self.memory.source})" if self.memory
                      else "available memory unknown (not checked)")
         time = ("depends on the Dask cluster" if self.seconds != self.seconds
-                else f"about {_duration(self.seconds)} (engine cost model, rates measured on this machine)")
+                else f"about {duration(self.seconds)} (engine cost model, rates measured on this machine)")
         return [f"tasks: {self.tasks} ({self.shapes} network shapes × seeds), {self.configurations} σ_w²·N × σ_b² "
                 f"configurations each, {self.tasks * self.configurations} in all, on {self.workers} process(es)",
                 f"memory: {memory}; {available}", f"time: {time}"]

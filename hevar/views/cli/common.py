@@ -174,6 +174,18 @@ def num(x: float | None) -> str:
     return f"{x:.6g}"
 
 
+LONG_S = 30.0  # estimated seconds above which a mean-field command says how long it will take
+
+
+def long_work_note(seconds: float, limit: float, why: str, faster: str) -> None:
+    """On stderr, before the work: "Note: about 12 min of work (WHY); FASTER." when ``seconds`` > ``limit``."""
+    if seconds > limit:
+        from hevar.experiments.resources import duration
+
+        err.print(f"Note: about {duration(seconds)} of work ({why}); {faster}.", markup=False, highlight=False,
+                  soft_wrap=True)
+
+
 def block_table(rows: list[dict], first: str, forward: str, backward: str, unit: str):
     """The per-block table of a stack's theory (``hevar theory --arch``, ``hevar gains --arch``): block,
     qˡ, q̃ˡ and the forward and backward factors, elided as :func:`elide` does, with a caption saying so."""

@@ -60,10 +60,8 @@ def gains_command(
     L = config_mod.parse_depth(depth if depth is not None else gains.DEFAULT_DEPTH)
     b2, q = config_mod.parse_sigma_b2(sigma_b2 if sigma_b2 is not None else 0), common.parse_q_in(q_in)
     seconds = gains.estimate_seconds(acts, L)
-    if seconds > LONG_S:  # the depth criterion follows all L layers, for every activation
-        common.err.print(f"Note: about {_duration(seconds)} of work (the depth criterion follows all {L} layers for "
-                         "each activation); fewer --act or a smaller --depth is faster.", markup=False,
-                         highlight=False, soft_wrap=True)
+    common.long_work_note(seconds, LONG_S, f"the depth criterion follows all {L} layers for each activation",
+                          "fewer --act or a smaller --depth is faster")
     table = gains.gains_table(acts, sigma_b2=b2, depth=L, q_in=q, input_preactivation=input_preactivation)
     if as_json:
         common.out.print(json.dumps(store.json_safe(gains.to_dict(table)), ensure_ascii=False), markup=False, highlight=False,
@@ -159,11 +157,7 @@ def _gains_stack(act: Optional[str], arch: Optional[str], sigma_w2: Optional[str
                   markup=False, highlight=False, soft_wrap=True)
 
 
-LONG_S = 30.0  # estimated seconds above which `hevar gains` says how long it will take
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+LONG_S = common.LONG_S
 
 
 def _critical_of(act, sigma_b2: float) -> float:

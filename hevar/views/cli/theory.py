@@ -204,9 +204,7 @@ def _theory_stack(activation, arch: str, branch_scale: str | None, sigma_w2, sig
         raise UsageError("The 'sigma-w2' parameter must be given for this activation (it has no critical σ_w²·N to "
                          "default to). Got nothing instead.", param="sigma-w2")
     seconds = L * (SECONDS_PER_BLOCK[0] if activation.V is None else SECONDS_PER_BLOCK[1])
-    if seconds > 30:  # the maps follow every block, each by quadrature where V has no closed form
-        common.err.print(f"Note: about {seconds:.0f} s of work (the block maps follow all {L} blocks); a smaller "
-                         "--depth is faster.", markup=False, highlight=False, soft_wrap=True)
+    common.long_work_note(seconds, common.LONG_S, f"the block maps follow all {L} blocks", "a smaller --depth is faster")
     report = network.stack_report(cfg.arch, activation, L, s, b, cfg.branch_scale)
     if as_json:
         common.out.print(json.dumps(store.json_safe(report), ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
