@@ -52,12 +52,19 @@ torch = None  # imported by load_torch(): optional, and kept out of the memory p
 
 def load_torch() -> bool:
     global torch
-    try:
-        import torch as _torch
-    except ImportError:
+    import torch_loop
+
+    if not torch_loop.load():
         return False
-    torch = _torch
+    torch = torch_loop.torch
     return True
+
+
+def torch_measure(*args, **kwargs):
+    """One configuration as a PyTorch user would measure it (:func:`torch_loop.measure`)."""
+    import torch_loop
+
+    return torch_loop.measure(*args, **kwargs)
 
 
 # --- what is timed --------------------------------------------------------------------------------
@@ -95,31 +102,6 @@ def sampling_run(L, N, dtype):
     buf = np.empty((N, N), dtype)
     streams = Streams(0, 0)
     return lambda: [streams.weights(l, N, N, np.dtype(dtype), out=buf) for l in range(1, L + 1)]
-
-
-def torch_measure(act_name, L, N, B, dtype, sigma_w2_n, seed=0):
-    """One configuration as a PyTorch user would measure it: autograd, retain_grad on every zˡ."""
-    tdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    phi = {"relu": torch.relu, "tanh": torch.tanh}[act_name]
-    gen = torch.Generator().manual_seed(seed)
-    std = math.sqrt(sigma_w2_n / N)
-    Ws = [(std * torch.randn(N, N, generator=gen, dtype=tdt)).requires_grad_() for _ in range(L)]
-    x = torch.randn(N, B, generator=gen, dtype=tdt)
-    g = torch.randn(N, B, generator=gen, dtype=tdt)
-    h, zs, hs = x, [], [x]
-    for W in Ws:
-        z = W @ h
-        z.retain_grad()
-        zs.append(z)
-        h = phi(z)
-        hs.append(h)
-    (g * zs[-1]).sum().backward()
-    with torch.no_grad():
-        q = torch.stack([z.square().mean() for z in zs])
-        q_tilde = torch.stack([z.grad.square().mean() for z in zs])
-        per_input = torch.stack([(z.grad.square().sum(0) * a.square().sum(0)).mean() for z, a in zip(zs, hs)])
-        w_grad = torch.stack([W.grad.square().sum() for W in Ws])
-    return q.numpy(), q_tilde.numpy(), per_input.numpy(), w_grad.numpy()
 
 
 def torch_run(act, L, N, B, dtype):

@@ -16,6 +16,8 @@ written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed fr
   throughput the policy uses, (t_jobs1 / t_policy) / cores, counting start-up;
 - ``baseline`` (with ``--baseline DIR``, e.g. ``git worktree add /tmp/base 4140e4f``): the default
   ``--no-plot`` sweep from that checkout beside this one's, quiet and busy;
+- ``pytorch loop`` (where torch is installed): ``benchmarks/torch_loop.py``, the default sweep's
+  measurement as a plain PyTorch CPU loop, one configuration at a time, as a whole process;
 - ``startup``: ``python -c pass``, ``hevar --help``, and the import of the sweep's modules;
 - ``split``: the parts of the default run measured in this process: the tasks' engine work, the
   CSV writing and the figures;
@@ -28,6 +30,7 @@ written as JSON. Every cell is a fresh ``python -m hevar ...`` process, timed fr
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -116,6 +119,9 @@ def cells(quick: bool, work: Path) -> dict[str, tuple[list[str], bool]]:
     out["small --jobs 1"] = (hevar("sweep", *small, "--jobs", "1", "--threads", "1", "--out", str(work / "s1")), False)
     out["small policy"] = (hevar("sweep", *small, "--out", str(work / "sp")), False)
     out["small --jobs 0"] = (hevar("sweep", *small, "--jobs", "0", "--out", str(work / "s0")), False)
+    if importlib.util.find_spec("torch") is not None:  # the same measurement as a plain PyTorch loop
+        out["pytorch loop (same measurement)"] = ([sys.executable, str(HERE / "torch_loop.py"),
+                                                   *(["--quick"] if quick else [])], False)
     out["startup python -c pass"] = ([sys.executable, "-c", "pass"], False)
     out["startup hevar --help"] = (hevar("--help"), False)
     out["startup import sweep"] = ([sys.executable, "-c", "import hevar.experiments.sweep, hevar.results.store"], False)
@@ -230,7 +236,13 @@ def main(argv=None) -> int:
             print(f"  against the baseline{tag or ' quiet'}: {b:.2f} s → {p:.2f} s ({b / p:.2f}×)")
     print(f"  split of the default run in one process: engine {parts['engine']:.2f} s ({parts['tasks']} tasks), "
           f"CSVs {parts['csv']:.2f} s, figures {parts['figures']:.2f} s")
-    print("  (PyTorch: see benchmarks/engine.py, which times the same sweep as a PyTorch loop where torch is installed)")
+    if "pytorch loop (same measurement)" in med:
+        t = med["pytorch loop (same measurement)"]
+        print(f"  PyTorch loop doing the same measurement (benchmarks/torch_loop.py, a whole process): {t:.2f} s; "
+              f"hevar with figures {med['sweep policy']:.2f} s ({t / med['sweep policy']:.2f}× faster), "
+              f"--no-plot {med['sweep policy no-plot']:.2f} s ({t / med['sweep policy no-plot']:.2f}×)")
+    else:
+        print("  PyTorch loop: torch is not installed (benchmarks/torch_loop.py)")
     if args.json:
         args.json.write_text(json.dumps({"format": 1, "cores": n, "rounds": rounds, "times": times, "medians": med,
                                          "split": parts, "bound": tight}, indent=1))
