@@ -356,7 +356,8 @@ def test_an_empty_run_renders_nothing(tmp_path):
 
 
 def test_figures_drawn_by_workers_are_the_bytes_drawn_here(tmp_path):
-    """hevar.views.render.FigureWorkers (1 and 2 workers) against render_run in this process."""
+    """hevar.views.render.FigureWorkers (1 worker, split by fork into 1–3 parts; 2 workers) against
+    render_run in this process."""
     import hevar
     from hevar.views import figures
     from hevar.views.render import FigureWorkers
@@ -364,8 +365,8 @@ def test_figures_drawn_by_workers_are_the_bytes_drawn_here(tmp_path):
     hevar.sweep(act="relu", depth=4, width=16, seeds=2, batch=8, sigma_w2=[1, 2, 3], out=tmp_path / "r")
     here = {p.name: p.read_bytes() for p in figures.render_run(tmp_path / "r")}
     assert len(here) >= 4
-    for n in (1, 2):
-        with FigureWorkers(n) as workers:
+    for n, split in ((1, 1), (1, 2), (1, 3), (2, 1)):  # one worker (forked into `split` parts) or two
+        with FigureWorkers(n, split=split) as workers:
             paths = workers.render(tmp_path / "r", ("png",))
         assert [p.name for p in paths] == list(here)  # the same files, in the same order
         assert {p.name: p.read_bytes() for p in paths} == here
